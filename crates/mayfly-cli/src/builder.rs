@@ -1,0 +1,159 @@
+//! `mayfly build`: compiles a guest crate into a unikernel image.
+//!
+//! The application never sees a linker script or a flag: this module passes them to cargo for
+//! the host target (`x86_64-unknown-linux-gnu`, the only one installed on a stable toolchain),
+//! with a static relocation model, no C runtime, the image linked at 1 MiB by Mayfly's linker
+//! script, and a size-optimised, `panic = "abort"` profile of its own (`mayfly`), so that the
+//! crate's own profiles are left alone.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The linker script for guest images (kept beside the library OS it belongs to).
+const LINKER_SCRIPT: &str = include_str!("../../mayfly/mayfly.ld");
+/// The target guests are compiled for.
+pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// The cargo profile guests are compiled with.
+pub const GUEST_PROFILE: &str = "mayfly";
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// Directory of the guest crate (holding its Cargo.toml).
+    pub crate_dir: PathBuf,
+    /// Where to put the image (default: cargo's output path).
+    pub output: Option<PathBuf>,
+    /// Cargo target directory (default: cargo's, or `$CARGO_TARGET_DIR`).
+    pub target_dir: Option<PathBuf>,
+    /// Keep symbols in the image (larger; for debugging).
+    pub keep_symbols: bool,
+}
+
+/// A built image.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// Path of the image.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+#[derive(Deserialize)]
+struct Artifact {
+    reason: String,
+    executable: Option<PathBuf>,
+}
+
+fn profile_args(keep_symbols: bool) -> Vec<String> {
+    let settings = [
+        ("inherits", "\"release\""),
+        ("panic", "\"abort\""),
+        ("opt-level", "\"s\""),
+        ("lto", "true"),
+        ("codegen-units", "1"),
+        ("debug", "false"),
+        ("strip", if keep_symbols { "false" } else { "true" }),
+    ];
+    settings
+        .iter()
+        .flat_map(|(key, value)| {
+            [
+                "--config".to_string(),
+                format!("profile.{GUEST_PROFILE}.{key}={value}"),
+            ]
+        })
+        .collect()
+}
+
+fn rustflags(linker_script: &Path) -> String {
+    let flags = [
+        "-Crelocation-model=static".to_string(),
+        "-Ctarget-cpu=x86-64".to_string(),
+        "-Clink-arg=-nostdlib".to_string(),
+        "-Clink-arg=-static".to_string(),
+        format!("-Clink-arg=-Wl,-T,{}", linker_script.display()),
+        "-Clink-arg=-Wl,--build-id=none".to_string(),
+        "-Clink-arg=-Wl,-z,noexecstack".to_string(),
+    ];
+    flags.join("\u{1f}")
+}
+
+/// Builds the guest crate in `request.crate_dir`. Cargo's progress and the compiler's errors go
+/// to stderr as usual.
+pub fn build(request: &BuildRequest) -> Result<BuiltImage> {
+    let manifest = request.crate_dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "no Cargo.toml in {}: `mayfly build` takes the directory of a guest crate",
+            request.crate_dir.display()
+        );
+    }
+    let target_dir = match &request.target_dir {
+        Some(dir) => dir.clone(),
+        None => match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => request.crate_dir.join("target"),
+        },
+    };
+    std::fs::create_dir_all(&target_dir)
+        .with_context(|| format!("cannot create target directory {}", target_dir.display()))?;
+    let target_dir = target_dir.canonicalize()?;
+    let script = target_dir.join("mayfly.ld");
+    if std::fs::read_to_string(&script).ok().as_deref() != Some(LINKER_SCRIPT) {
+        std::fs::write(&script, LINKER_SCRIPT)
+            .with_context(|| format!("cannot write {}", script.display()))?;
+    }
+
+    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .args(["--target", GUEST_TARGET, "--profile", GUEST_PROFILE])
+        .args(["--message-format", "json-render-diagnostics"])
+        .args(profile_args(request.keep_symbols))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The guest is built for a bare machine: the host's flags must not leak in.
+        .env_remove("RUSTFLAGS")
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags(&script))
+        // Run from the crate so that its own .cargo/config.toml (if any) is honoured.
+        .current_dir(&request.crate_dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo (is the Rust toolchain installed?)")?;
+    if !output.status.success() {
+        bail!(
+            "building {} failed (the compiler's errors are above)",
+            request.crate_dir.display()
+        );
+    }
+    let built = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Artifact>(line).ok())
+        .filter(|a| a.reason == "compiler-artifact")
+        .filter_map(|a| a.executable)
+        .next_back()
+        .with_context(|| {
+            format!(
+                "{} has no binary target: a guest crate is a binary crate",
+                manifest.display()
+            )
+        })?;
+    let path = match &request.output {
+        Some(out) => {
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::copy(&built, out)
+                .with_context(|| format!("cannot write the image to {}", out.display()))?;
+            out.clone()
+        }
+        None => built,
+    };
+    let size = std::fs::metadata(&path)?.len();
+    Ok(BuiltImage { path, size })
+}

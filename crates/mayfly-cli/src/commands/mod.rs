@@ -1,0 +1,7 @@
+//! One module per subcommand: parse arguments, call the library, map the result to an exit code.
+
+pub mod build;
+pub mod run;
+
+/// Exit status when mayfly itself fails (bad input, no KVM, build failure), as `docker run`.
+pub const EXIT_MAYFLY_ERROR: u8 = 125;

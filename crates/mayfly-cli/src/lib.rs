@@ -1,0 +1,4 @@
+//! The `mayfly` command's library: building guest crates into images, and the benchmarks.
+//! The binary (`main.rs`, `commands/`) only parses arguments and calls into this.
+
+pub mod builder;

@@ -1,0 +1,129 @@
+//! The hypercall table: decode, validate, act.
+//!
+//! Each handler copies its argument structure out of guest memory once, validates the copy, and
+//! writes `OUT` fields back. A malformed request whose structure can be reached gets a status
+//! code; one whose structure cannot (a bad pointer, an unknown number) stops the guest with a
+//! diagnosis. Nothing here panics on guest input.
+
+use crate::guest_memory::GuestRam;
+use crate::outcome::Outcome;
+use mayfly_abi::hypercall::{EXIT_MESSAGE_MAX, HYPERCALL_PORT_BASE, WAIT_FOREVER};
+use mayfly_abi::{ExitArgs, ExitReason, Hypercall, Status, WaitArgs};
+use std::time::{Duration, Instant};
+
+/// What the run loop does after a hypercall.
+#[derive(Debug)]
+pub enum Step {
+    /// Resume the guest.
+    Continue,
+    /// Stop the guest with this outcome.
+    Stop(Outcome),
+}
+
+fn misbehaved(what: String) -> Step {
+    Step::Stop(Outcome::Misbehaved(what))
+}
+
+/// Serves the hypercall made with `out` of `size` bytes of `data` to `port`.
+pub fn dispatch(
+    ram: &GuestRam,
+    port: u16,
+    data: u32,
+    size: usize,
+    deadline: Option<(Instant, Duration)>,
+) -> Step {
+    let Some(call) = Hypercall::from_port(port) else {
+        return misbehaved(format!(
+            "unknown hypercall on port {port:#x} (hypercalls are ports {HYPERCALL_PORT_BASE:#x}..)"
+        ));
+    };
+    if size != 4 {
+        return misbehaved(format!(
+            "hypercall {call:?} made with a {size}-byte `out`; use 32 bits"
+        ));
+    }
+    let args = u64::from(data);
+    match call {
+        Hypercall::Exit => exit(ram, args),
+        Hypercall::Wait => wait(ram, args, deadline),
+        Hypercall::ConsoleFlush => Step::Continue,
+    }
+}
+
+fn read_args<T>(ram: &GuestRam, call: Hypercall, addr: u64) -> Result<T, Step>
+where
+    crate::guest_memory::Plain<T>: vm_memory::ByteValued,
+{
+    let len = std::mem::size_of::<T>() as u64;
+    ram.check_guest_range(addr, len)
+        .and_then(|()| ram.read::<T>(addr))
+        .map_err(|bad| {
+            misbehaved(format!(
+                "hypercall {call:?}: arguments at {:#x}: {bad}",
+                addr
+            ))
+        })
+}
+
+fn exit(ram: &GuestRam, addr: u64) -> Step {
+    let args: ExitArgs = match read_args(ram, Hypercall::Exit, addr) {
+        Ok(args) => args,
+        Err(step) => return step,
+    };
+    match ExitReason::from_raw(args.reason) {
+        Some(ExitReason::Normal) => Step::Stop(Outcome::Exited(args.status)),
+        Some(ExitReason::Panic) => {
+            let message = read_message(ram, args.message, args.message_len);
+            Step::Stop(Outcome::Panicked {
+                status: args.status,
+                message,
+            })
+        }
+        None => misbehaved(format!(
+            "hypercall Exit with unknown reason {}",
+            args.reason
+        )),
+    }
+}
+
+/// Copies the guest's message, truncated and made printable on one line.
+fn read_message(ram: &GuestRam, addr: u64, len: u32) -> String {
+    let len = len.min(EXIT_MESSAGE_MAX);
+    if ram.check_guest_range(addr, u64::from(len)).is_err() {
+        return format!("(message at invalid address {addr:#x})");
+    }
+    let bytes = ram.read_bytes(addr, len as usize).unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn wait(ram: &GuestRam, addr: u64, deadline: Option<(Instant, Duration)>) -> Step {
+    let mut args: WaitArgs = match read_args(ram, Hypercall::Wait, addr) {
+        Ok(args) => args,
+        Err(step) => return step,
+    };
+    if args.timeout_ns == WAIT_FOREVER {
+        // No device exists yet that could wake the guest.
+        return misbehaved("guest waits forever with no device to wake it (deadlock)".into());
+    }
+    let mut sleep = Duration::from_nanos(args.timeout_ns);
+    if let Some((at, _)) = deadline {
+        sleep = sleep.min(at.saturating_duration_since(Instant::now()));
+    }
+    if !sleep.is_zero() {
+        std::thread::sleep(sleep);
+    }
+    if let Some((at, after)) = deadline
+        && Instant::now() >= at
+    {
+        return Step::Stop(Outcome::TimedOut(after));
+    }
+    args.ready = 0;
+    args.status = Status::Ok as i32;
+    match ram.write(addr, args) {
+        Ok(()) => Step::Continue,
+        Err(bad) => misbehaved(format!("hypercall Wait: {bad}")),
+    }
+}

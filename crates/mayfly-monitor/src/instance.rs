@@ -1,0 +1,142 @@
+//! The boot path: from image bytes to a vCPU ready at the guest's entry point.
+//!
+//! Everything that can be refused (the image, the memory size, the arguments) is checked before
+//! the first KVM object is created. Guest memory is only touched where the monitor must write:
+//! the image, the page tables, the descriptor page, the exception stubs and the boot info.
+
+use crate::boot_args::{ArgsBlock, ArgsError};
+use crate::guest_memory::{BadRange, GuestRam, MapError};
+use crate::image::{Image, ImageError};
+use crate::kvm::{KvmError, KvmVm};
+use crate::paging::{self, TooManyTables};
+use crate::plan::{MemoryPlan, PlanError};
+use crate::{cpu, sys};
+use linux_loader::loader::KernelLoader;
+use mayfly_abi::boot::BOOT_MAGIC;
+use mayfly_abi::{ABI_VERSION, BootInfo, layout};
+use std::io::Cursor;
+use std::time::Duration;
+
+/// What to boot and with which resources.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// Guest memory in bytes.
+    pub mem_size: u64,
+    /// Stop the guest after this long (wall-clock), if set.
+    pub timeout: Option<Duration>,
+    /// Arguments; the first is the program name.
+    pub args: Vec<String>,
+    /// Environment entries.
+    pub env: Vec<(String, String)>,
+}
+
+/// Why a guest could not be booted.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Tables(#[from] TooManyTables),
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    #[error(transparent)]
+    Map(#[from] MapError),
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    #[error("loading the image into guest memory failed: {0}")]
+    Load(String),
+    #[error("writing boot data into guest memory failed: {0}")]
+    Write(#[from] BadRange),
+    #[error("reading host entropy failed: {0}")]
+    Entropy(std::io::Error),
+}
+
+/// A guest ready to run: memory loaded, vCPU at the entry point.
+pub struct Instance {
+    // Field order is drop order: the VM (which maps `ram`) goes before `ram`.
+    pub(crate) vm: KvmVm,
+    pub(crate) ram: GuestRam,
+    pub(crate) plan: MemoryPlan,
+    pub(crate) image: Image,
+    pub(crate) args: ArgsBlock,
+    pub(crate) tsc_hz: u64,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Instance {
+    /// Validates `image_bytes` against `config` and prepares the guest.
+    pub fn prepare(image_bytes: &[u8], config: &VmConfig) -> Result<Instance, BootError> {
+        let image = Image::parse(image_bytes)?;
+        let plan = MemoryPlan::new(&image, config.mem_size)?;
+        let tables = paging::build(&plan)?;
+        let args = ArgsBlock::encode(&config.args, &config.env)?;
+
+        let ram = GuestRam::new(config.mem_size)?;
+        linux_loader::loader::elf::Elf::load(ram.mmap(), None, &mut Cursor::new(image_bytes), None)
+            .map_err(|e| BootError::Load(e.to_string()))?;
+        for table in &tables.tables {
+            let bytes: Vec<u8> = table.entries.iter().flat_map(|e| e.to_le_bytes()).collect();
+            ram.write_bytes(table.addr, &bytes)?;
+        }
+        ram.write_bytes(layout::GDT_ADDR, &cpu::descriptor_page())?;
+        ram.write_bytes(layout::FAULT_STUBS_ADDR, &cpu::fault_stubs())?;
+        let args_addr = layout::BOOT_INFO_ADDR + std::mem::size_of::<BootInfo>() as u64;
+        ram.write_bytes(args_addr, &args.bytes)?;
+
+        let vm = KvmVm::new(&ram)?;
+        let vcpu_err = |what| move |source| KvmError::Ioctl { what, source };
+        let mut sregs = vm.vcpu.get_sregs().map_err(vcpu_err("KVM_GET_SREGS"))?;
+        cpu::configure_sregs(&mut sregs, tables.root());
+        vm.vcpu
+            .set_sregs(&sregs)
+            .map_err(vcpu_err("KVM_SET_SREGS"))?;
+        vm.vcpu
+            .set_regs(&cpu::entry_regs(image.entry, plan.stack_top))
+            .map_err(vcpu_err("KVM_SET_REGS"))?;
+        let tsc_khz = vm.vcpu.get_tsc_khz().map_err(vcpu_err("KVM_GET_TSC_KHZ"))?;
+        Ok(Instance {
+            vm,
+            ram,
+            plan,
+            image,
+            args,
+            tsc_hz: u64::from(tsc_khz) * 1000,
+            timeout: config.timeout,
+        })
+    }
+
+    /// Writes the boot info, with the wall-clock time of this moment; called just before entry.
+    pub(crate) fn write_boot_info(&self) -> Result<(), BootError> {
+        let mut entropy = [0u8; 32];
+        sys::fill_random(&mut entropy).map_err(BootError::Entropy)?;
+        let wall_clock_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let info = BootInfo {
+            magic: BOOT_MAGIC,
+            abi_version: ABI_VERSION,
+            argc: self.args.argc,
+            mem_size: self.plan.mem_size,
+            heap_start: self.plan.heap_start,
+            heap_end: self.plan.heap_end,
+            stack_top: self.plan.stack_top,
+            tsc_hz: self.tsc_hz,
+            wall_clock_ns,
+            args: layout::BOOT_INFO_ADDR + std::mem::size_of::<BootInfo>() as u64,
+            args_len: self.args.bytes.len() as u32,
+            envc: self.args.envc,
+            console: layout::CONSOLE_ADDR,
+            devices: 0,
+            entropy,
+        };
+        self.ram.write(layout::BOOT_INFO_ADDR, info)?;
+        Ok(())
+    }
+
+    /// The validated image.
+    pub fn image(&self) -> &Image {
+        &self.image
+    }
+}

@@ -1,0 +1,72 @@
+//! The KVM objects of one guest: the VM with its memory slot, and its single vCPU.
+
+use crate::guest_memory::GuestRam;
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+
+/// A KVM operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KvmError {
+    #[error(
+        "/dev/kvm does not exist: this machine offers no KVM; run Mayfly on a Linux host with \
+         virtualization enabled (load the kvm module, or enable nested virtualization)"
+    )]
+    Missing,
+    #[error(
+        "permission denied opening /dev/kvm: add your user to the group that owns it \
+         (usually `sudo usermod -aG kvm $USER`, then log in again) or run as root"
+    )]
+    Denied,
+    #[error("{what} failed: {source}")]
+    Ioctl {
+        what: &'static str,
+        source: kvm_ioctls::Error,
+    },
+}
+
+fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
+    move |source| KvmError::Ioctl { what, source }
+}
+
+/// The VM and its vCPU. Dropping it closes both (and frees KVM's state for them).
+pub struct KvmVm {
+    // Field order is drop order: the vCPU goes before the VM, the VM before /dev/kvm.
+    /// The only vCPU.
+    pub vcpu: VcpuFd,
+    _vm: VmFd,
+    _kvm: Kvm,
+}
+
+impl KvmVm {
+    /// Creates a VM backed by `ram` and one vCPU (registers not yet set).
+    pub fn new(ram: &GuestRam) -> Result<KvmVm, KvmError> {
+        let kvm = Kvm::new().map_err(|e| match e.errno() {
+            libc::ENOENT | libc::ENXIO | libc::ENODEV => KvmError::Missing,
+            libc::EACCES | libc::EPERM => KvmError::Denied,
+            _ => KvmError::Ioctl {
+                what: "opening /dev/kvm",
+                source: e,
+            },
+        })?;
+        let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: ram.size(),
+            userspace_addr: ram.host_base().unwrap_or(0),
+        };
+        // SAFETY: the region describes exactly the anonymous mapping owned by `ram`
+        // (`host_base` .. + `size`), which stays mapped for as long as this VM exists: the
+        // caller keeps `ram` alive beside the returned `KvmVm` (see `Instance`), and the VM is
+        // dropped first.
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
+        let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
+        Ok(KvmVm {
+            vcpu,
+            _vm: vm,
+            _kvm: kvm,
+        })
+    }
+}

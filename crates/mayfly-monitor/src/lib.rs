@@ -1,0 +1,25 @@
+//! The Mayfly monitor: boots one unikernel image on KVM and serves its hypercalls.
+//!
+//! The boot path lives in [`instance`] (validate, plan, load, set up the vCPU), the run loop in
+//! [`run`], the hypercall table in [`hypercalls`]. Unsafe code is confined to three modules:
+//! `kvm` (registering guest memory), `guest_memory` (the plain-data contract of ABI structures)
+//! and `sys` (timer signal, clock, entropy). Every guest is treated as hostile: see
+//! `docs/design.md`.
+
+pub mod boot_args;
+pub mod cpu;
+pub mod guest_memory;
+pub mod hypercalls;
+pub mod image;
+pub mod instance;
+pub mod kvm;
+pub mod outcome;
+pub mod paging;
+pub mod plan;
+pub mod run;
+pub mod sys;
+
+pub use image::{Image, ImageError};
+pub use instance::{BootError, Instance, VmConfig};
+pub use outcome::{Fault, Outcome};
+pub use run::{RunReport, Timings};

@@ -1,0 +1,224 @@
+//! The vCPU loop: run the guest, serve its hypercalls, stop it on a fault or at its deadline.
+//!
+//! Single-threaded: the guest and the monitor never run at the same time, so the console buffer
+//! and argument structures need no synchronisation. After every exit the console buffer is
+//! drained, so nothing the guest printed is lost, whatever ends it.
+
+use crate::hypercalls::{self, Step};
+use crate::instance::{BootError, Instance};
+use crate::outcome::{Fault, Outcome};
+use crate::{cpu, sys};
+use kvm_ioctls::VcpuExit;
+use mayfly_abi::{Hypercall, layout};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Moments of one run, in `CLOCK_MONOTONIC` nanoseconds (comparable across processes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// The first `KVM_RUN`.
+    pub entered_ns: u64,
+    /// The guest's first hypercall (its `main` has started by then).
+    pub first_hypercall_ns: Option<u64>,
+    /// The guest stopped.
+    pub stopped_ns: u64,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// How the guest ended.
+    pub outcome: Outcome,
+    /// When things happened.
+    pub timings: Timings,
+}
+
+/// A decoded VM exit, copied out of the vCPU's shared run structure.
+enum Exit {
+    Out { port: u16, data: u32, size: usize },
+    In { port: u16 },
+    Mmio { addr: u64 },
+    Shutdown,
+    InternalError,
+    Interrupted,
+    Other(String),
+}
+
+impl Instance {
+    /// Runs the guest to its end, writing its console output to `console`.
+    pub fn run(mut self, console: &mut dyn Write) -> Result<RunReport, BootError> {
+        self.write_boot_info()?;
+        let deadline = self.timeout.map(|t| (Instant::now() + t, t));
+        if let Some((_, after)) = deadline {
+            sys::arm_timeout(after).map_err(|e| BootError::Load(format!("arming timer: {e}")))?;
+        }
+        let mut timings = Timings {
+            entered_ns: sys::monotonic_ns(),
+            ..Timings::default()
+        };
+        let outcome = loop {
+            let exit = self.enter();
+            self.drain_console(console);
+            let step = match exit {
+                Exit::Out { port, data, .. } if port == layout::FAULT_PORT => {
+                    Step::Stop(self.fault((data & 0xff) as u8))
+                }
+                Exit::Out { port, data, size } => {
+                    timings
+                        .first_hypercall_ns
+                        .get_or_insert_with(sys::monotonic_ns);
+                    if port & layout::TRAPPED_PORT_FLAG != 0 {
+                        self.trapped_hypercall(
+                            port & !layout::TRAPPED_PORT_FLAG,
+                            data,
+                            size,
+                            deadline,
+                        )
+                    } else {
+                        hypercalls::dispatch(&self.ram, port, data, size, deadline)
+                    }
+                }
+                Exit::Interrupted => match deadline {
+                    Some((at, after)) if Instant::now() >= at => {
+                        Step::Stop(Outcome::TimedOut(after))
+                    }
+                    _ => Step::Continue,
+                },
+                Exit::Shutdown => {
+                    let rip = self.vm.vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                    Step::Stop(Outcome::Faulted(Fault {
+                        vector: None,
+                        rip,
+                        error_code: None,
+                        address: None,
+                    }))
+                }
+                Exit::InternalError => {
+                    let rip = self.vm.vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                    Step::Stop(Outcome::Misbehaved(format!(
+                        "the hypervisor could not execute the instruction at rip {rip:#x}"
+                    )))
+                }
+                Exit::In { port } => Step::Stop(Outcome::Misbehaved(format!(
+                    "guest read from I/O port {port:#x}, which Mayfly does not provide"
+                ))),
+                Exit::Mmio { addr } => Step::Stop(Outcome::Misbehaved(format!(
+                    "guest accessed address {addr:#x}, outside its memory"
+                ))),
+                Exit::Other(what) => Step::Stop(Outcome::Misbehaved(what)),
+            };
+            match step {
+                Step::Continue => {}
+                Step::Stop(outcome) => break outcome,
+            }
+        };
+        if self.timeout.is_some() {
+            // Disarm: later runs in this process must not be interrupted by this timer.
+            let _ = sys::arm_timeout(Duration::ZERO);
+        }
+        let _ = console.flush();
+        timings.stopped_ns = sys::monotonic_ns();
+        Ok(RunReport { outcome, timings })
+    }
+
+    /// One `KVM_RUN`, its exit copied out so that the vCPU can be used again.
+    fn enter(&mut self) -> Exit {
+        match self.vm.vcpu.run() {
+            Ok(VcpuExit::IoOut(port, data)) => {
+                let mut word = [0u8; 4];
+                let size = data.len().min(4);
+                if let (Some(dst), Some(src)) = (word.get_mut(..size), data.get(..size)) {
+                    dst.copy_from_slice(src);
+                }
+                Exit::Out {
+                    port,
+                    data: u32::from_le_bytes(word),
+                    size: data.len(),
+                }
+            }
+            Ok(VcpuExit::IoIn(port, _)) => Exit::In { port },
+            Ok(VcpuExit::MmioRead(addr, _) | VcpuExit::MmioWrite(addr, _)) => Exit::Mmio { addr },
+            Ok(VcpuExit::Shutdown) => Exit::Shutdown,
+            Ok(VcpuExit::InternalError) => Exit::InternalError,
+            Ok(VcpuExit::Hlt) => Exit::Other("guest halted the CPU".into()),
+            Ok(VcpuExit::FailEntry(reason, _)) => Exit::Other(format!(
+                "the hypervisor refused to enter the guest (reason {reason:#x})"
+            )),
+            Ok(other) => Exit::Other(format!("unexpected VM exit {other:?}")),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
+            Err(e) => Exit::Other(format!("KVM_RUN failed: {e}")),
+        }
+    }
+
+    /// Copies the guest's pending console output to `console` and empties the buffer.
+    fn drain_console(&self, console: &mut dyn Write) {
+        let Ok(len) = self.ram.read_u32(layout::CONSOLE_ADDR) else {
+            return;
+        };
+        if len == 0 {
+            return;
+        }
+        let len = (len as usize).min(mayfly_abi::console::CONSOLE_CAPACITY);
+        let data_addr = layout::CONSOLE_ADDR + mayfly_abi::console::CONSOLE_DATA_OFFSET;
+        if let Ok(bytes) = self.ram.read_bytes(data_addr, len) {
+            let _ = console.write_all(&bytes);
+        }
+        let _ = self
+            .ram
+            .write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
+    }
+
+    /// Serves a hypercall that arrived through the general-protection stub (see
+    /// `mayfly_abi::hypercall`): if the faulting instruction is the guest's `out dx, eax` on a
+    /// hypercall port, serve it and step the saved RIP past it; otherwise it is a real fault.
+    fn trapped_hypercall(
+        &self,
+        port: u16,
+        data: u32,
+        size: usize,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Step {
+        const OUT_DX_EAX: u8 = 0xef;
+        let Ok(rip) = self.ram.read_u64(layout::FAULT_FRAME_RIP) else {
+            return Step::Stop(self.fault(cpu::GP_VECTOR as u8));
+        };
+        let is_out = self.ram.check_guest_range(rip, 1).is_ok()
+            && self.ram.read_bytes(rip, 1).ok().as_deref() == Some(&[OUT_DX_EAX][..]);
+        if !is_out || Hypercall::from_port(port).is_none() {
+            return Step::Stop(self.fault(cpu::GP_VECTOR as u8));
+        }
+        if self
+            .ram
+            .write_bytes(layout::FAULT_FRAME_RIP, &(rip + 1).to_le_bytes())
+            .is_err()
+        {
+            return Step::Stop(self.fault(cpu::GP_VECTOR as u8));
+        }
+        hypercalls::dispatch(&self.ram, port, data, size, deadline)
+    }
+
+    /// Decodes the exception the stubs reported: the frame from the exception stack (whose
+    /// place is fixed), the faulting address from CR2.
+    fn fault(&self, vector: u8) -> Outcome {
+        let Ok(sregs) = self.vm.vcpu.get_sregs() else {
+            return Outcome::Misbehaved("guest faulted; its registers could not be read".into());
+        };
+        if sregs.cs.dpl != 0 {
+            return Outcome::Misbehaved(format!(
+                "guest wrote to the exception port {:#x} itself",
+                layout::FAULT_PORT
+            ));
+        }
+        let error_code = cpu::has_error_code(vector)
+            .then(|| self.ram.read_u64(layout::FAULT_FRAME_ERROR_CODE).ok())
+            .flatten();
+        let rip = self.ram.read_u64(layout::FAULT_FRAME_RIP).unwrap_or(0);
+        let address = (vector == 14).then_some(sregs.cr2);
+        Outcome::Faulted(Fault {
+            vector: Some(vector),
+            rip,
+            error_code,
+            address,
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! **Mayfly**: the library operating system of Mayfly unikernels.
+//!
+//! An application is an ordinary `no_std` Cargo crate that depends on this one and names its
+//! `main` with [`main!`]; `mayfly build <crate>` turns it into a bootable image, and
+//! `mayfly run <image>` boots it on KVM. The library provides what a unikernel needs and nothing
+//! more: boot ([`platform`]), heap (the global allocator), console ([`println!`], a `log`
+//! backend), clocks ([`time`]), blocking ([`time::sleep`], [`wait`]), arguments and
+//! environment ([`env`]), entropy ([`random`]), and exit and panic ([`process`]).
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! use mayfly::prelude::*;
+//!
+//! mayfly::main!(main);
+//!
+//! fn main() {
+//!     println!("hello from a unikernel");
+//! }
+//! ```
+#![no_std]
+
+/// The `alloc` crate, for applications that want more than the prelude.
+pub extern crate alloc;
+
+pub mod console;
+pub mod env;
+mod platform;
+pub mod process;
+pub mod random;
+pub mod time;
+
+pub use mayfly_abi as abi;
+pub use process::exit;
+pub use time::wait;
+
+/// Devices this image asks the monitor for (recorded in the image's manifest).
+const DEVICES: u32 = 0;
+
+/// What most applications want in scope.
+pub mod prelude {
+    pub use crate::{print, println};
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::boxed::Box;
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec;
+    pub use alloc::vec::Vec;
+}
+
+/// Names the application's main function: `mayfly::main!(main);`.
+///
+/// The function takes no arguments (see [`env::args`]) and returns `()`, an `i32` exit status,
+/// or a `Result<(), E: Debug>` (an `Err` is printed and exits with status 1).
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        fn __mayfly_main() -> i32 {
+            $crate::process::Termination::report($main())
+        }
+    };
+}

@@ -1,0 +1,250 @@
+//! Everything in the library OS that needs `unsafe`, in one place: the entry point, the
+//! hypercall instruction, reads of the boot info and the console page, the time-stamp counter,
+//! the heap's memory, the manifest note, and the `mem*` functions the compiler calls.
+//!
+//! The rest of the crate is safe code on top of the functions below.
+#![allow(unsafe_code)]
+
+use core::arch::asm;
+use core::mem::size_of;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use mayfly_abi::console::{CONSOLE_CAPACITY, CONSOLE_DATA_OFFSET};
+use mayfly_abi::manifest::{self, Manifest};
+use mayfly_abi::{ABI_VERSION, BootInfo, ExitArgs, Hypercall, WaitArgs};
+use spinning_top::RawSpinlock;
+use talc::TalcLock;
+use talc::source::Manual;
+
+/// The manifest note: ABI version and the devices this image needs.
+#[repr(C, align(4))]
+struct ManifestNote {
+    name_len: u32,
+    desc_len: u32,
+    kind: u32,
+    name: [u8; 8],
+    desc: Manifest,
+}
+
+#[used]
+#[unsafe(link_section = ".note.mayfly")]
+static MANIFEST_NOTE: ManifestNote = ManifestNote {
+    name_len: manifest::NOTE_NAME_LEN,
+    desc_len: manifest::MANIFEST_SIZE,
+    kind: manifest::NOTE_TYPE,
+    name: *manifest::NOTE_NAME,
+    desc: Manifest {
+        abi_version: ABI_VERSION,
+        devices: crate::DEVICES,
+    },
+};
+
+#[global_allocator]
+static HEAP: TalcLock<RawSpinlock, Manual> = TalcLock::new(Manual);
+
+/// The boot info, copied once at entry (the monitor's page is read-only for us anyway).
+static BOOT: spinning_top::Spinlock<Option<BootInfo>> = spinning_top::Spinlock::new(None);
+/// Address of the console page (kept apart from `BOOT` so a panic can always print).
+static CONSOLE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "Rust" {
+    /// The application's main, defined by [`crate::main!`].
+    safe fn __mayfly_main() -> i32;
+}
+
+/// The entry point. The monitor jumps here in ring 3 with `rdi` = the boot info and `rsp` just
+/// below the top of the stack (aligned as after a `call`).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.mayfly_start")]
+extern "C" fn _start(boot: *const BootInfo) -> ! {
+    // SAFETY: the monitor passes the address of an initialised, readable BootInfo (ABI contract,
+    // `mayfly_abi::boot`); it is read once, by value.
+    let info = unsafe { core::ptr::read_volatile(boot) };
+    crate::time::init(read_tsc(), info.tsc_hz, info.wall_clock_ns);
+    let heap_len = info.heap_end.saturating_sub(info.heap_start) as usize;
+    *BOOT.lock() = Some(info);
+    CONSOLE.store(info.console as usize, Ordering::Relaxed);
+    if heap_len > 0 {
+        // SAFETY: [heap_start, heap_end) is guest memory that the monitor maps read-write for
+        // the guest and that nothing else uses (it lies between the image and the stack guard).
+        unsafe {
+            HEAP.lock().claim(info.heap_start as *mut u8, heap_len);
+        }
+    }
+    crate::console::init_logger();
+    let status = __mayfly_main();
+    crate::process::exit(status)
+}
+
+/// A copy of the boot info.
+pub fn boot_info() -> BootInfo {
+    BOOT.lock().unwrap_or_default()
+}
+
+/// The argument block (arguments then environment, NUL-terminated each).
+pub fn args_block() -> &'static [u8] {
+    let info = boot_info();
+    if info.args == 0 || info.args_len as usize > mayfly_abi::boot::ARGS_MAX {
+        return &[];
+    }
+    // SAFETY: the monitor placed `args_len` bytes at `args` in the read-only boot-info region,
+    // which stays mapped and unchanged for the guest's whole life; the length was bounded above.
+    unsafe { core::slice::from_raw_parts(info.args as *const u8, info.args_len as usize) }
+}
+
+/// Reads the time-stamp counter (native at ring 3).
+pub fn read_tsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: `rdtsc` only reads the counter into eax/edx; it touches no memory.
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Makes hypercall `call` with its argument structure at `args` (or none).
+///
+/// # Safety
+/// `args` is 0 or the address of the argument structure of `call`, valid for reads and writes.
+unsafe fn hypercall(call: Hypercall, args: usize) {
+    // SAFETY: the caller guarantees `args`; `out` to the hypercall port exits to the monitor,
+    // which reads and writes only that structure (no `nomem`: the compiler must assume it does).
+    unsafe { asm!("out dx, eax", in("dx") call.port(), in("eax") args as u32, options(nostack)) };
+}
+
+/// Stops the guest for good.
+pub fn exit(status: i32, reason: mayfly_abi::ExitReason, message: &[u8]) -> ! {
+    let args = ExitArgs {
+        status,
+        reason: reason as u32,
+        message: message.as_ptr() as u64,
+        message_len: message.len().min(u32::MAX as usize) as u32,
+        reserved: 0,
+    };
+    // SAFETY: `args` is a live ExitArgs on our stack.
+    unsafe { hypercall(Hypercall::Exit, &args as *const ExitArgs as usize) };
+    // The monitor never resumes a guest after Exit; if it did, spin rather than return.
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Blocks until I/O is ready or `timeout_ns` has passed; returns the ready-device mask.
+pub fn wait(timeout_ns: u64) -> u64 {
+    let mut args = WaitArgs {
+        timeout_ns,
+        ..WaitArgs::default()
+    };
+    // SAFETY: `args` is a live WaitArgs on our stack.
+    unsafe { hypercall(Hypercall::Wait, &mut args as *mut WaitArgs as usize) };
+    // SAFETY: the monitor wrote the OUT fields during the hypercall; read them afresh.
+    unsafe { core::ptr::read_volatile(&args.ready) }
+}
+
+/// Appends `bytes` to the console buffer, asking the monitor to drain it whenever it is full.
+pub fn console_write(mut bytes: &[u8]) {
+    let base = CONSOLE.load(Ordering::Relaxed);
+    if base == 0 {
+        return;
+    }
+    let len_ptr = base as *mut u32;
+    let data = (base + CONSOLE_DATA_OFFSET as usize) as *mut u8;
+    while !bytes.is_empty() {
+        // SAFETY: `base` is the console page the monitor maps read-write for the guest; the
+        // monitor only touches it while the guest is stopped in an exit.
+        let used = (unsafe { core::ptr::read_volatile(len_ptr) } as usize).min(CONSOLE_CAPACITY);
+        let room = CONSOLE_CAPACITY - used;
+        if room == 0 {
+            // SAFETY: ConsoleFlush takes no argument.
+            unsafe { hypercall(Hypercall::ConsoleFlush, 0) };
+            continue;
+        }
+        let n = room.min(bytes.len());
+        // SAFETY: `used + n <= CONSOLE_CAPACITY`, so the copy stays inside the data array; the
+        // source is a live slice that cannot overlap the console page.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), data.add(used), n);
+            core::ptr::write_volatile(len_ptr, (used + n) as u32);
+        }
+        bytes = bytes.get(n..).unwrap_or_default();
+    }
+}
+
+const _: () = assert!(size_of::<ManifestNote>() == 12 + 8 + 8);
+
+/// Unwinding is never used (`panic = "abort"`), but the precompiled `alloc` refers to this.
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}
+
+// The memory functions the compiler emits calls to. Written with string instructions so that
+// the compiler cannot turn them back into calls to themselves.
+
+/// # Safety
+/// Standard C `memcpy` contract.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: C contract: `dst` and `src` are valid for `n` bytes and do not overlap.
+    unsafe {
+        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _,
+             options(nostack, preserves_flags));
+    }
+    dst
+}
+
+/// # Safety
+/// Standard C `memmove` contract.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    if (dst as usize).wrapping_sub(src as usize) >= n {
+        // Forward copy is safe: dst is below src or past the end of the source.
+        // SAFETY: C contract: both valid for `n` bytes.
+        unsafe {
+            asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _,
+                 options(nostack, preserves_flags));
+        }
+    } else {
+        // Overlap with dst above src: copy backwards from the last byte.
+        // SAFETY: C contract: both valid for `n` bytes (n > 0 here); the direction flag is
+        // restored before returning.
+        unsafe {
+            asm!("std", "rep movsb", "cld",
+                 inout("rcx") n => _, inout("rdi") dst.add(n - 1) => _,
+                 inout("rsi") src.add(n - 1) => _, options(nostack));
+        }
+    }
+    dst
+}
+
+/// # Safety
+/// Standard C `memset` contract.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memset(dst: *mut u8, value: i32, n: usize) -> *mut u8 {
+    // SAFETY: C contract: `dst` is valid for `n` bytes.
+    unsafe {
+        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") value as u8,
+             options(nostack, preserves_flags));
+    }
+    dst
+}
+
+/// # Safety
+/// Standard C `memcmp` contract.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: C contract: both valid for `n` bytes. Volatile reads keep the compiler from
+        // turning this loop into a call to `memcmp`.
+        let (x, y) = unsafe { (a.add(i).read_volatile(), b.add(i).read_volatile()) };
+        if x != y {
+            return i32::from(x) - i32::from(y);
+        }
+        i += 1;
+    }
+    0
+}
+
+/// # Safety
+/// Standard C `bcmp` contract.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: same contract as memcmp.
+    unsafe { memcmp(a, b, n) }
+}
