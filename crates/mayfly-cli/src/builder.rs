@@ -90,11 +90,13 @@ pub fn build(request: &BuildRequest) -> Result<BuiltImage> {
             request.crate_dir.display()
         );
     }
+    let crate_dir = request.crate_dir.canonicalize()?;
+    let manifest = crate_dir.join("Cargo.toml");
     let target_dir = match &request.target_dir {
         Some(dir) => dir.clone(),
         None => match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) => PathBuf::from(dir),
-            None => request.crate_dir.join("target"),
+            None => crate_dir.join("target"),
         },
     };
     std::fs::create_dir_all(&target_dir)
@@ -119,7 +121,7 @@ pub fn build(request: &BuildRequest) -> Result<BuiltImage> {
         .env_remove("RUSTFLAGS")
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags(&script))
         // Run from the crate so that its own .cargo/config.toml (if any) is honoured.
-        .current_dir(&request.crate_dir)
+        .current_dir(&crate_dir)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

@@ -8,15 +8,15 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
     #[error(
-        "/dev/kvm does not exist: this machine offers no KVM; run Mayfly on a Linux host with \
+        "{0} does not exist: this machine offers no KVM; run Mayfly on a Linux host with \
          virtualization enabled (load the kvm module, or enable nested virtualization)"
     )]
-    Missing,
+    Missing(String),
     #[error(
-        "permission denied opening /dev/kvm: add your user to the group that owns it \
+        "permission denied opening {0}: add your user to the group that owns it \
          (usually `sudo usermod -aG kvm $USER`, then log in again) or run as root"
     )]
-    Denied,
+    Denied(String),
     #[error("{what} failed: {source}")]
     Ioctl {
         what: &'static str,
@@ -26,6 +26,11 @@ pub enum KvmError {
 
 fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
     move |source| KvmError::Ioctl { what, source }
+}
+
+/// The KVM device: `/dev/kvm`, or `$MAYFLY_KVM_DEVICE` where a host puts it elsewhere.
+pub fn kvm_path() -> String {
+    std::env::var("MAYFLY_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".to_owned())
 }
 
 /// The VM and its vCPU. Dropping it closes both (and frees KVM's state for them).
@@ -40,11 +45,14 @@ pub struct KvmVm {
 impl KvmVm {
     /// Creates a VM backed by `ram` and one vCPU (registers not yet set).
     pub fn new(ram: &GuestRam) -> Result<KvmVm, KvmError> {
-        let kvm = Kvm::new().map_err(|e| match e.errno() {
-            libc::ENOENT | libc::ENXIO | libc::ENODEV => KvmError::Missing,
-            libc::EACCES | libc::EPERM => KvmError::Denied,
+        let path = kvm_path();
+        let c_path =
+            std::ffi::CString::new(path.clone()).map_err(|_| KvmError::Missing(path.clone()))?;
+        let kvm = Kvm::new_with_path(&c_path).map_err(|e| match e.errno() {
+            libc::ENOENT | libc::ENXIO | libc::ENODEV => KvmError::Missing(path.clone()),
+            libc::EACCES | libc::EPERM => KvmError::Denied(path.clone()),
             _ => KvmError::Ioctl {
-                what: "opening /dev/kvm",
+                what: "opening the KVM device",
                 source: e,
             },
         })?;

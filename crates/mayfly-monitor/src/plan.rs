@@ -74,7 +74,10 @@ pub enum PlanError {
         mib = .0 >> 20, max = layout::MAX_MEM_SIZE >> 20
     )]
     TooLarge(u64),
-    #[error("guest memory size must be a multiple of 2 MiB, got {0} bytes")]
+    #[error(
+        "guest memory of {} KiB is not a multiple of 2 MiB; give an even --mem",
+        .0 >> 10
+    )]
     Unaligned(u64),
     #[error(
         "the image needs {need} KiB of memory up to {end:#x} but the guest has only {mib} MiB \
