@@ -67,6 +67,6 @@ mod tests {
         );
         assert!(m.wants(Device::Net));
         assert_eq!(Manifest::from_bytes(&[1, 0, 0]), None);
-        assert_eq!(core::mem::size_of::<Manifest>() as u32, MANIFEST_SIZE);
+        assert_eq!(core::mem::size_of::<Manifest>(), MANIFEST_SIZE as usize);
     }
 }

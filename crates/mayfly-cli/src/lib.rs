@@ -1,4 +1,6 @@
 //! The `mayfly` command's library: building guest crates into images, and the benchmarks.
 //! The binary (`main.rs`, `commands/`) only parses arguments and calls into this.
 
+pub mod bench;
 pub mod builder;
+pub mod sys;

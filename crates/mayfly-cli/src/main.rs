@@ -17,6 +17,7 @@ struct Cli {
 enum Command {
     Build(commands::build::Args),
     Run(commands::run::Args),
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => commands::build::execute(args),
         Command::Run(args) => commands::run::execute(args),
+        Command::Bench(args) => commands::bench::execute(args),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,10 @@
 //! IDT to monitor-owned stubs, on a monitor-owned stack (IST 1), that report the vector on
 //! [`layout::FAULT_PORT`]; the monitor then reads the exception frame and stops the guest.
 
+// Every cast in this module converts a layout constant or a vector number (< 32) that is known
+// to fit its destination.
+#![allow(clippy::cast_possible_truncation)]
+
 use kvm_bindings::{kvm_dtable, kvm_regs, kvm_segment, kvm_sregs};
 use mayfly_abi::layout;
 
@@ -94,7 +98,7 @@ pub fn descriptor_page() -> [u8; 4096] {
 }
 
 /// Vector of the general-protection fault, whose stub also carries trapped hypercalls.
-pub const GP_VECTOR: u64 = 13;
+pub const GP_VECTOR: u8 = 13;
 
 /// The general-protection stub: re-issue the guest's `out dx, eax` from ring 0 on the flagged
 /// port (the monitor either serves it as a hypercall and steps the saved RIP past the guest's
@@ -115,7 +119,7 @@ pub fn fault_stubs() -> [u8; 4096] {
     let mut page = [0xccu8; 4096];
     for vector in 0..EXCEPTION_VECTORS {
         let at = (vector * layout::FAULT_STUB_SIZE) as usize;
-        if vector == GP_VECTOR {
+        if vector == u64::from(GP_VECTOR) {
             put(&mut page, at, &GP_STUB);
         } else {
             // `vector < 32` and `FAULT_PORT < 256`: both fit a byte.

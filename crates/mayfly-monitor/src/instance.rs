@@ -125,7 +125,8 @@ impl Instance {
             tsc_hz: self.tsc_hz,
             wall_clock_ns,
             args: layout::BOOT_INFO_ADDR + std::mem::size_of::<BootInfo>() as u64,
-            args_len: self.args.bytes.len() as u32,
+            // Bounded by ARGS_MAX (checked in ArgsBlock::encode).
+            args_len: u32::try_from(self.args.bytes.len()).unwrap_or(u32::MAX),
             envc: self.args.envc,
             console: layout::CONSOLE_ADDR,
             devices: 0,

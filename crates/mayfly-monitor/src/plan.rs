@@ -119,7 +119,7 @@ impl MemoryPlan {
         if mem_size > layout::MAX_MEM_SIZE {
             return Err(PlanError::TooLarge(mem_size));
         }
-        if mem_size % (2 << 20) != 0 {
+        if !mem_size.is_multiple_of(2 << 20) {
             return Err(PlanError::Unaligned(mem_size));
         }
         let stack_bottom = mem_size - layout::STACK_SIZE;

@@ -180,19 +180,19 @@ impl Instance {
     ) -> Step {
         const OUT_DX_EAX: u8 = 0xef;
         let Ok(rip) = self.ram.read_u64(layout::FAULT_FRAME_RIP) else {
-            return Step::Stop(self.fault(cpu::GP_VECTOR as u8));
+            return Step::Stop(self.fault(cpu::GP_VECTOR));
         };
         let is_out = self.ram.check_guest_range(rip, 1).is_ok()
             && self.ram.read_bytes(rip, 1).ok().as_deref() == Some(&[OUT_DX_EAX][..]);
         if !is_out || Hypercall::from_port(port).is_none() {
-            return Step::Stop(self.fault(cpu::GP_VECTOR as u8));
+            return Step::Stop(self.fault(cpu::GP_VECTOR));
         }
         if self
             .ram
             .write_bytes(layout::FAULT_FRAME_RIP, &(rip + 1).to_le_bytes())
             .is_err()
         {
-            return Step::Stop(self.fault(cpu::GP_VECTOR as u8));
+            return Step::Stop(self.fault(cpu::GP_VECTOR));
         }
         hypercalls::dispatch(&self.ram, port, data, size, deadline)
     }

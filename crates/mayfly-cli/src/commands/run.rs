@@ -10,7 +10,7 @@ use std::time::Duration;
 /// Boot a unikernel image; its console goes to stdout and its exit status becomes ours.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The image (built by `mayfly build`).
+    /// The image (built by `mayfly build`), or a guest crate's directory to build and run.
     image: PathBuf,
     /// Guest memory in MiB (a multiple of 2, from 4 to 4096).
     #[arg(long, default_value_t = 64, value_name = "MiB")]
@@ -47,7 +47,23 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         .mem
         .checked_mul(1 << 20)
         .with_context(|| format!("--mem {} MiB is too large", args.mem))?;
-    let bytes = read_image(&args.image)?;
+    let image = if args.image.join("Cargo.toml").is_file() {
+        let built = mayfly_cli::builder::build(&mayfly_cli::builder::BuildRequest {
+            crate_dir: args.image.clone(),
+            output: None,
+            target_dir: None,
+            keep_symbols: false,
+        })?;
+        eprintln!(
+            "mayfly: built {} ({} bytes)",
+            built.path.display(),
+            built.size
+        );
+        built.path
+    } else {
+        args.image.clone()
+    };
+    let bytes = read_image(&image)?;
     let name = args
         .image
         .file_stem()
@@ -61,7 +77,7 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         env: args.env,
     };
     let instance = Instance::prepare(&bytes, &config)
-        .with_context(|| format!("cannot boot {}", args.image.display()))?;
+        .with_context(|| format!("cannot boot {}", image.display()))?;
     let report = instance.run(&mut std::io::stdout().lock())?;
     if args.timings {
         let t = report.timings;

@@ -107,5 +107,8 @@ fn main() -> i32 {
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let pad = core::hint::black_box([depth; 64]);
+    if pad[5] == u64::MAX {
+        return 0;
+    }
     recurse(depth + 1) + pad[3]
 }
