@@ -33,9 +33,6 @@ mod tests {
     #[test]
     fn console_buffer_is_one_page_with_data_at_offset_8() {
         assert_eq!(core::mem::size_of::<ConsoleBuffer>(), 4096);
-        assert_eq!(
-            core::mem::offset_of!(ConsoleBuffer, data) as u64,
-            CONSOLE_DATA_OFFSET
-        );
+        assert_eq!(core::mem::offset_of!(ConsoleBuffer, data) as u64, CONSOLE_DATA_OFFSET);
     }
 }

@@ -121,10 +121,7 @@ mod tests {
         for call in [Hypercall::Exit, Hypercall::Wait, Hypercall::ConsoleFlush] {
             assert_eq!(Hypercall::from_port(call.port()), Some(call));
         }
-        assert_eq!(
-            Hypercall::from_port(HYPERCALL_PORT_BASE + HYPERCALL_COUNT),
-            None
-        );
+        assert_eq!(Hypercall::from_port(HYPERCALL_PORT_BASE + HYPERCALL_COUNT), None);
         assert_eq!(Hypercall::from_port(HYPERCALL_PORT_BASE - 1), None);
         assert_eq!(Hypercall::from_port(0), None);
     }

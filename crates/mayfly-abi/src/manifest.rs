@@ -39,10 +39,7 @@ impl Manifest {
     pub fn from_bytes(bytes: &[u8]) -> Option<Manifest> {
         let abi_version = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?);
         let devices = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
-        Some(Manifest {
-            abi_version,
-            devices,
-        })
+        Some(Manifest { abi_version, devices })
     }
 
     /// Whether the image declares `device`.
@@ -58,13 +55,7 @@ mod tests {
     #[test]
     fn manifest_decodes_and_rejects_short_input() {
         let m = Manifest::from_bytes(&[1, 0, 0, 0, 1, 0, 0, 0]).unwrap();
-        assert_eq!(
-            m,
-            Manifest {
-                abi_version: 1,
-                devices: 1
-            }
-        );
+        assert_eq!(m, Manifest { abi_version: 1, devices: 1 });
         assert!(m.wants(Device::Net));
         assert_eq!(Manifest::from_bytes(&[1, 0, 0]), None);
         assert_eq!(core::mem::size_of::<Manifest>(), MANIFEST_SIZE as usize);

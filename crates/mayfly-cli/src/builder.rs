@@ -59,10 +59,7 @@ fn profile_args(keep_symbols: bool) -> Vec<String> {
     settings
         .iter()
         .flat_map(|(key, value)| {
-            [
-                "--config".to_string(),
-                format!("profile.{GUEST_PROFILE}.{key}={value}"),
-            ]
+            ["--config".to_string(), format!("profile.{GUEST_PROFILE}.{key}={value}")]
         })
         .collect()
 }
@@ -127,10 +124,7 @@ pub fn build(request: &BuildRequest) -> Result<BuiltImage> {
         .output()
         .context("cannot run cargo (is the Rust toolchain installed?)")?;
     if !output.status.success() {
-        bail!(
-            "building {} failed (the compiler's errors are above)",
-            request.crate_dir.display()
-        );
+        bail!("building {} failed (the compiler's errors are above)", request.crate_dir.display());
     }
     let built = String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -139,10 +133,7 @@ pub fn build(request: &BuildRequest) -> Result<BuiltImage> {
         .filter_map(|a| a.executable)
         .next_back()
         .with_context(|| {
-            format!(
-                "{} has no binary target: a guest crate is a binary crate",
-                manifest.display()
-            )
+            format!("{} has no binary target: a guest crate is a binary crate", manifest.display())
         })?;
     let path = match &request.output {
         Some(out) => {

@@ -3,4 +3,3 @@
 
 pub mod bench;
 pub mod builder;
-pub mod sys;

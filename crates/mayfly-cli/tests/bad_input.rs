@@ -32,18 +32,9 @@ const PHDR_SIZE: usize = 56;
 
 fn run_fails(image: &std::path::Path, options: &[&str], needle: &str) {
     let run = run_image(image, options, &[]);
-    assert_eq!(
-        run.status,
-        Some(EXIT_MAYFLY_ERROR),
-        "stderr: {}",
-        run.stderr
-    );
+    assert_eq!(run.status, Some(EXIT_MAYFLY_ERROR), "stderr: {}", run.stderr);
     run.assert_one_line_error(needle);
-    assert!(
-        run.stdout.is_empty(),
-        "nothing was booted, nothing printed: {}",
-        run.stdout
-    );
+    assert!(run.stdout.is_empty(), "nothing was booted, nothing printed: {}", run.stdout);
 }
 
 #[test]
@@ -76,9 +67,7 @@ fn host_executable_is_refused() {
 
 #[test]
 fn elf_for_another_architecture_is_refused() {
-    let image = patched_hello("aarch64", |b| {
-        b[18..20].copy_from_slice(&183u16.to_le_bytes())
-    });
+    let image = patched_hello("aarch64", |b| b[18..20].copy_from_slice(&183u16.to_le_bytes()));
     run_fails(&image, &[], "ELF for AArch64, not x86-64");
 }
 
@@ -94,20 +83,14 @@ fn segment_in_the_reserved_area_is_refused() {
 #[test]
 fn image_larger_than_memory_is_refused() {
     // Grow the data segment's bss to 100 MiB.
-    let image = patched_hello("huge-bss", |b| {
-        put_u64(b, PHDR + 2 * PHDR_SIZE + 40, 100 << 20)
-    });
+    let image = patched_hello("huge-bss", |b| put_u64(b, PHDR + 2 * PHDR_SIZE + 40, 100 << 20));
     run_fails(&image, &["--mem", "16"], "raise --mem");
 }
 
 #[test]
 fn image_for_another_abi_version_is_refused() {
     let image = patched_hello("abi", |b| {
-        let at = b
-            .windows(8)
-            .position(|w| w == b"Mayfly\0\0")
-            .expect("manifest note")
-            + 8;
+        let at = b.windows(8).position(|w| w == b"Mayfly\0\0").expect("manifest note") + 8;
         b[at..at + 4].copy_from_slice(&999u32.to_le_bytes());
     });
     run_fails(&image, &[], "built for Mayfly ABI version 999");
@@ -124,11 +107,7 @@ fn memory_too_small_or_too_large_or_odd() {
 #[test]
 fn bad_timeout_is_refused() {
     let hello = guest_image("examples/hello");
-    run_fails(
-        &hello,
-        &["--timeout", "0"],
-        "not a positive number of seconds",
-    );
+    run_fails(&hello, &["--timeout", "0"], "not a positive number of seconds");
 }
 
 #[test]
@@ -190,17 +169,10 @@ fn build_of_a_crate_that_does_not_compile_shows_the_compiler_errors() {
         .unwrap()
         .into();
     assert_eq!(run.status, Some(EXIT_MAYFLY_ERROR));
-    assert!(
-        run.stderr.contains("error[E0308]: mismatched types"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("error[E0308]: mismatched types"), "{}", run.stderr);
     assert!(run.stderr.contains("src/main.rs:4"), "{}", run.stderr);
     let last = run.stderr.lines().last().unwrap();
-    assert!(
-        last.starts_with("mayfly: error: building") && last.contains("failed"),
-        "{last}"
-    );
+    assert!(last.starts_with("mayfly: error: building") && last.contains("failed"), "{last}");
 }
 
 #[test]

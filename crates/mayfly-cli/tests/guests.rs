@@ -11,26 +11,10 @@ fn hello_prints_its_arguments_and_exits_with_the_status_given() {
     let hello = guest_image("examples/hello");
     let run = run_image(&hello, &[], &["7", "a", "b"]);
     assert_eq!(run.status, Some(7), "stderr: {}", run.stderr);
-    assert!(
-        run.stdout.contains("Hello from a Mayfly unikernel!"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains(r#"args: ["hello", "7", "a", "b"]"#),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("allocated 1000 squares, sum 333833500"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stderr.is_empty(),
-        "a normal exit prints no diagnosis: {}",
-        run.stderr
-    );
+    assert!(run.stdout.contains("Hello from a Mayfly unikernel!"), "{}", run.stdout);
+    assert!(run.stdout.contains(r#"args: ["hello", "7", "a", "b"]"#), "{}", run.stdout);
+    assert!(run.stdout.contains("allocated 1000 squares, sum 333833500"), "{}", run.stdout);
+    assert!(run.stderr.is_empty(), "a normal exit prints no diagnosis: {}", run.stderr);
 }
 
 #[test]
@@ -51,64 +35,27 @@ fn exit_status_propagates_modulo_256() {
 fn wall_clock_is_close_to_the_hosts() {
     require_kvm();
     let run = run_image(&guest_image("examples/hello"), &[], &[]);
-    let line = run
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("wall clock: "))
-        .expect("clock line");
-    let secs: f64 = line["wall clock: ".len()..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let host = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    assert!(
-        (host.as_secs_f64() - secs).abs() < 5.0,
-        "guest {secs}, host {host:?}"
-    );
+    let line = run.stdout.lines().find(|l| l.starts_with("wall clock: ")).expect("clock line");
+    let secs: f64 = line["wall clock: ".len()..].split(' ').next().unwrap().parse().unwrap();
+    let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!((host.as_secs_f64() - secs).abs() < 5.0, "guest {secs}, host {host:?}");
 }
 
 #[test]
 fn guest_allocates_and_frees_tens_of_mib() {
     require_kvm();
     let probe_image = guest_image("tests/guests/probe");
-    let run = run_image(
-        &probe_image,
-        &["--mem", "128", "--timeout", "20"],
-        &["alloc", "48"],
-    );
-    assert_eq!(
-        run.status,
-        Some(0),
-        "stdout {} stderr {}",
-        run.stdout,
-        run.stderr
-    );
-    assert!(
-        run.stdout
-            .contains("alloc: 48 MiB allocated, checked and freed 3 times")
-    );
+    let run = run_image(&probe_image, &["--mem", "128", "--timeout", "20"], &["alloc", "48"]);
+    assert_eq!(run.status, Some(0), "stdout {} stderr {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("alloc: 48 MiB allocated, checked and freed 3 times"));
 }
 
 #[test]
 fn running_out_of_memory_is_a_reported_panic() {
     require_kvm();
     let probe_image = guest_image("tests/guests/probe");
-    let run = run_image(
-        &probe_image,
-        &["--mem", "16", "--timeout", "20"],
-        &["alloc", "64"],
-    );
-    assert_eq!(
-        run.status,
-        Some(101),
-        "stdout {} stderr {}",
-        run.stdout,
-        run.stderr
-    );
+    let run = run_image(&probe_image, &["--mem", "16", "--timeout", "20"], &["alloc", "64"]);
+    assert_eq!(run.status, Some(101), "stdout {} stderr {}", run.stdout, run.stderr);
     run.assert_one_line_error("guest panicked: memory allocation of");
 }
 
@@ -124,11 +71,7 @@ fn null_pointer_write_is_a_reported_page_fault() {
     let run = probe(&["null-write"]);
     assert_eq!(run.status, Some(139));
     run.assert_one_line_error("guest fault: page fault at rip 0x");
-    assert!(
-        run.stderr.contains("write to address 0x0 (not mapped)"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("write to address 0x0 (not mapped)"), "{}", run.stderr);
 }
 
 #[test]
@@ -162,10 +105,7 @@ fn spinning_guest_is_stopped_by_the_timeout() {
     let took = start.elapsed();
     assert_eq!(run.status, Some(124));
     run.assert_one_line_error("guest stopped: time limit of 0.500 s reached");
-    assert!(
-        took >= Duration::from_millis(500),
-        "stopped early: {took:?}"
-    );
+    assert!(took >= Duration::from_millis(500), "stopped early: {took:?}");
     assert!(took < Duration::from_secs(5), "stopped late: {took:?}");
 }
 
@@ -200,17 +140,9 @@ fn console_output_larger_than_the_buffer_arrives_whole_and_in_order() {
 fn environment_entries_reach_the_guest() {
     require_kvm();
     let probe_image = guest_image("tests/guests/probe");
-    let run = run_image(
-        &probe_image,
-        &["--env", "GREETING=hi there", "-e", "EMPTY="],
-        &["env"],
-    );
+    let run = run_image(&probe_image, &["--env", "GREETING=hi there", "-e", "EMPTY="], &["env"]);
     assert_eq!(run.status, Some(0));
-    assert!(
-        run.stdout.contains("env GREETING=hi there\n"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("env GREETING=hi there\n"), "{}", run.stdout);
     assert!(run.stdout.contains("env EMPTY=\n"), "{}", run.stdout);
 }
 
@@ -229,11 +161,7 @@ fn guest_timings_are_reported_in_order() {
     let hello = guest_image("examples/hello");
     let run = run_image(&hello, &["--timings"], &[]);
     assert_eq!(run.status, Some(0));
-    let line = run
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("mayfly-timings:"))
-        .expect("timings");
+    let line = run.stderr.lines().find(|l| l.starts_with("mayfly-timings:")).expect("timings");
     let value = |key: &str| -> u64 {
         line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(&format!("{key}=")))

@@ -41,11 +41,7 @@ impl ArgsBlock {
             return Err(ArgsError::TooLong(bytes.len()));
         }
         let count = |n: usize| u32::try_from(n).map_err(|_| ArgsError::TooLong(bytes.len()));
-        Ok(ArgsBlock {
-            argc: count(args.len())?,
-            envc: count(env.len())?,
-            bytes,
-        })
+        Ok(ArgsBlock { argc: count(args.len())?, envc: count(env.len())?, bytes })
     }
 }
 
@@ -73,18 +69,9 @@ mod tests {
     #[test]
     fn refuses_oversized_or_malformed_input() {
         let long = vec!["x".repeat(ARGS_MAX)];
-        assert!(matches!(
-            ArgsBlock::encode(&long, &[]),
-            Err(ArgsError::TooLong(_))
-        ));
-        assert!(matches!(
-            ArgsBlock::encode(&["a\0b".into()], &[]),
-            Err(ArgsError::Nul(_))
-        ));
+        assert!(matches!(ArgsBlock::encode(&long, &[]), Err(ArgsError::TooLong(_))));
+        assert!(matches!(ArgsBlock::encode(&["a\0b".into()], &[]), Err(ArgsError::Nul(_))));
         let bad = [("A=B".to_string(), "x".to_string())];
-        assert!(matches!(
-            ArgsBlock::encode(&[], &bad),
-            Err(ArgsError::BadName(_))
-        ));
+        assert!(matches!(ArgsBlock::encode(&[], &bad), Err(ArgsError::BadName(_))));
     }
 }

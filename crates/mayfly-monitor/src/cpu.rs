@@ -65,11 +65,7 @@ pub fn descriptor_page() -> [u8; 4096] {
     // in RFLAGS: PVM clears it).
     let tss = (layout::TSS_ADDR - layout::GDT_ADDR) as usize;
     put(&mut page, tss + 4, &layout::FAULT_STACK_TOP.to_le_bytes());
-    put(
-        &mut page,
-        tss + 0x24,
-        &layout::FAULT_STACK_TOP.to_le_bytes(),
-    );
+    put(&mut page, tss + 0x24, &layout::FAULT_STACK_TOP.to_le_bytes());
     put(&mut page, tss + 0x66, &(TSS_SIZE as u16).to_le_bytes());
     let bitmap = tss + TSS_SIZE as usize;
     if let Some(bits) = page.get_mut(bitmap..=bitmap + (IO_BITMAP_PORTS / 8) as usize) {
@@ -123,14 +119,7 @@ pub fn fault_stubs() -> [u8; 4096] {
             put(&mut page, at, &GP_STUB);
         } else {
             // `vector < 32` and `FAULT_PORT < 256`: both fit a byte.
-            let stub = [
-                0xb0,
-                vector as u8,
-                0xe6,
-                layout::FAULT_PORT as u8,
-                0xeb,
-                0xfe,
-            ];
+            let stub = [0xb0, vector as u8, 0xe6, layout::FAULT_PORT as u8, 0xeb, 0xfe];
             put(&mut page, at, &stub);
         }
     }
@@ -185,15 +174,8 @@ pub fn configure_sregs(sregs: &mut kvm_sregs, cr3: u64) {
         s: 0,
         ..Default::default()
     };
-    sregs.ldt = kvm_segment {
-        unusable: 1,
-        ..Default::default()
-    };
-    sregs.gdt = kvm_dtable {
-        base: layout::GDT_ADDR,
-        limit: 7 * 8 - 1,
-        ..Default::default()
-    };
+    sregs.ldt = kvm_segment { unusable: 1, ..Default::default() };
+    sregs.gdt = kvm_dtable { base: layout::GDT_ADDR, limit: 7 * 8 - 1, ..Default::default() };
     sregs.idt = kvm_dtable {
         base: layout::IDT_ADDR,
         limit: (EXCEPTION_VECTORS * 16 - 1) as u16,

@@ -55,11 +55,8 @@ impl GuestRam {
     /// are allocated by the host kernel as the guest (or the loader) first uses them.
     pub fn new(size: u64) -> Result<GuestRam, MapError> {
         let len = usize::try_from(size).unwrap_or(usize::MAX);
-        let mem =
-            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)]).map_err(|source| MapError {
-                mib: size >> 20,
-                source,
-            })?;
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)])
+            .map_err(|source| MapError { mib: size >> 20, source })?;
         Ok(GuestRam { mem, size })
     }
 
@@ -75,10 +72,7 @@ impl GuestRam {
 
     /// Host address of guest address 0, for `KVM_SET_USER_MEMORY_REGION`.
     pub fn host_base(&self) -> Option<u64> {
-        self.mem
-            .get_host_address(GuestAddress(0))
-            .ok()
-            .map(|p| p as u64)
+        self.mem.get_host_address(GuestAddress(0)).ok().map(|p| p as u64)
     }
 
     /// Checks that `[addr, addr + len)` lies inside guest memory.
@@ -117,9 +111,7 @@ impl GuestRam {
     {
         let len = std::mem::size_of::<T>() as u64;
         self.check_range(addr, len)?;
-        self.mem
-            .write_obj(Plain(value), GuestAddress(addr))
-            .map_err(|_| BadRange { addr, len })
+        self.mem.write_obj(Plain(value), GuestAddress(addr)).map_err(|_| BadRange { addr, len })
     }
 
     /// Copies `len` bytes out of guest memory.
@@ -128,10 +120,7 @@ impl GuestRam {
         let mut buf = vec![0; len];
         self.mem
             .read_slice(&mut buf, GuestAddress(addr))
-            .map_err(|_| BadRange {
-                addr,
-                len: len as u64,
-            })?;
+            .map_err(|_| BadRange { addr, len: len as u64 })?;
         Ok(buf)
     }
 
@@ -139,9 +128,7 @@ impl GuestRam {
     pub fn write_bytes(&self, addr: u64, bytes: &[u8]) -> Result<(), BadRange> {
         let len = bytes.len() as u64;
         self.check_range(addr, len)?;
-        self.mem
-            .write_slice(bytes, GuestAddress(addr))
-            .map_err(|_| BadRange { addr, len })
+        self.mem.write_slice(bytes, GuestAddress(addr)).map_err(|_| BadRange { addr, len })
     }
 
     /// Reads a little-endian `u32`.
@@ -170,10 +157,7 @@ mod tests {
         assert!(ram.check_range(1, 4 << 20).is_err());
         assert!(ram.check_range(u64::MAX, 2).is_err());
         assert!(ram.check_range(u64::MAX - 1, 1).is_err());
-        assert!(
-            ram.check_guest_range(0x1000, 8).is_err(),
-            "reserved area is refused"
-        );
+        assert!(ram.check_guest_range(0x1000, 8).is_err(), "reserved area is refused");
         assert!(ram.check_guest_range(layout::RESERVED_END, 8).is_ok());
         assert!(ram.read_bytes((4 << 20) - 2, 4).is_err());
         assert!(ram.read::<ExitArgs>(u64::MAX - 3).is_err());
@@ -182,13 +166,7 @@ mod tests {
     #[test]
     fn values_round_trip() {
         let ram = GuestRam::new(4 << 20).unwrap();
-        let args = ExitArgs {
-            status: -5,
-            reason: 1,
-            message: 0x1234,
-            message_len: 9,
-            reserved: 0,
-        };
+        let args = ExitArgs { status: -5, reason: 1, message: 0x1234, message_len: 9, reserved: 0 };
         ram.write(0x20_0000, args).unwrap();
         assert_eq!(ram.read::<ExitArgs>(0x20_0000).unwrap(), args);
         assert_eq!(ram.read_u32(0x20_0000).unwrap(), (-5i32) as u32);

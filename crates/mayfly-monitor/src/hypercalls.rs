@@ -57,12 +57,7 @@ where
     let len = std::mem::size_of::<T>() as u64;
     ram.check_guest_range(addr, len)
         .and_then(|()| ram.read::<T>(addr))
-        .map_err(|bad| {
-            misbehaved(format!(
-                "hypercall {call:?}: arguments at {:#x}: {bad}",
-                addr
-            ))
-        })
+        .map_err(|bad| misbehaved(format!("hypercall {call:?}: arguments at {:#x}: {bad}", addr)))
 }
 
 fn exit(ram: &GuestRam, addr: u64) -> Step {
@@ -74,15 +69,9 @@ fn exit(ram: &GuestRam, addr: u64) -> Step {
         Some(ExitReason::Normal) => Step::Stop(Outcome::Exited(args.status)),
         Some(ExitReason::Panic) => {
             let message = read_message(ram, args.message, args.message_len);
-            Step::Stop(Outcome::Panicked {
-                status: args.status,
-                message,
-            })
+            Step::Stop(Outcome::Panicked { status: args.status, message })
         }
-        None => misbehaved(format!(
-            "hypercall Exit with unknown reason {}",
-            args.reason
-        )),
+        None => misbehaved(format!("hypercall Exit with unknown reason {}", args.reason)),
     }
 }
 
@@ -93,10 +82,7 @@ fn read_message(ram: &GuestRam, addr: u64, len: u32) -> String {
         return format!("(message at invalid address {addr:#x})");
     }
     let bytes = ram.read_bytes(addr, len as usize).unwrap_or_default();
-    String::from_utf8_lossy(&bytes)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    String::from_utf8_lossy(&bytes).chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 fn wait(ram: &GuestRam, addr: u64, deadline: Option<(Instant, Duration)>) -> Step {

@@ -138,9 +138,7 @@ impl Image {
         let phentsize = usize::from(le16(header, 54));
         let phnum = usize::from(le16(header, 56));
         if phentsize != PHDR_SIZE {
-            return Err(ImageError::Truncated(
-                "program headers of an unexpected size",
-            ));
+            return Err(ImageError::Truncated("program headers of an unexpected size"));
         }
         let table = usize::try_from(phoff)
             .ok()
@@ -179,23 +177,13 @@ impl Image {
                         .checked_add(mem_size)
                         .ok_or(bad("it wraps around the address space"))?;
                     if vaddr != paddr {
-                        return Err(ImageError::NotIdentityMapped {
-                            start: vaddr,
-                            paddr,
-                        });
+                        return Err(ImageError::NotIdentityMapped { start: vaddr, paddr });
                     }
                     if vaddr < layout::RESERVED_END {
                         return Err(ImageError::OverlapsReserved { start: vaddr, end });
                     }
-                    let flags = SegmentFlags {
-                        write: flags & PF_W != 0,
-                        exec: flags & PF_X != 0,
-                    };
-                    segments.push(Segment {
-                        start: vaddr,
-                        mem_size,
-                        flags,
-                    });
+                    let flags = SegmentFlags { write: flags & PF_W != 0, exec: flags & PF_X != 0 };
+                    segments.push(Segment { start: vaddr, mem_size, flags });
                 }
                 _ => {}
             }
@@ -221,26 +209,15 @@ impl Image {
                 monitor: ABI_VERSION,
             });
         }
-        if !segments
-            .iter()
-            .any(|s| s.flags.exec && s.start <= entry && entry < s.end())
-        {
+        if !segments.iter().any(|s| s.flags.exec && s.start <= entry && entry < s.end()) {
             return Err(ImageError::BadEntry(entry));
         }
-        Ok(Image {
-            entry,
-            segments,
-            manifest,
-        })
+        Ok(Image { entry, segments, manifest })
     }
 
     /// One past the highest address any segment occupies.
     pub fn end(&self) -> u64 {
-        self.segments
-            .iter()
-            .map(Segment::end)
-            .max()
-            .unwrap_or(layout::IMAGE_BASE)
+        self.segments.iter().map(Segment::end).max().unwrap_or(layout::IMAGE_BASE)
     }
 }
 
@@ -288,24 +265,15 @@ fn machine_name(machine: u16) -> &'static str {
 // header, 56-byte program header, 12-byte note header), so `get` never fails; they still
 // return 0 rather than panic if that ever changed.
 fn le16(bytes: &[u8], at: usize) -> u16 {
-    bytes
-        .get(at..at + 2)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u16::from_le_bytes)
+    bytes.get(at..at + 2).and_then(|b| b.try_into().ok()).map_or(0, u16::from_le_bytes)
 }
 
 fn le32(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
+    bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes)
 }
 
 fn le64(bytes: &[u8], at: usize) -> u64 {
-    bytes
-        .get(at..at + 8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
+    bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 #[cfg(test)]

@@ -89,9 +89,7 @@ impl Instance {
         let vcpu_err = |what| move |source| KvmError::Ioctl { what, source };
         let mut sregs = vm.vcpu.get_sregs().map_err(vcpu_err("KVM_GET_SREGS"))?;
         cpu::configure_sregs(&mut sregs, tables.root());
-        vm.vcpu
-            .set_sregs(&sregs)
-            .map_err(vcpu_err("KVM_SET_SREGS"))?;
+        vm.vcpu.set_sregs(&sregs).map_err(vcpu_err("KVM_SET_SREGS"))?;
         vm.vcpu
             .set_regs(&cpu::entry_regs(image.entry, plan.stack_top))
             .map_err(vcpu_err("KVM_SET_REGS"))?;

@@ -18,10 +18,7 @@ pub enum KvmError {
     )]
     Denied(String),
     #[error("{what} failed: {source}")]
-    Ioctl {
-        what: &'static str,
-        source: kvm_ioctls::Error,
-    },
+    Ioctl { what: &'static str, source: kvm_ioctls::Error },
 }
 
 fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
@@ -51,10 +48,7 @@ impl KvmVm {
         let kvm = Kvm::new_with_path(&c_path).map_err(|e| match e.errno() {
             libc::ENOENT | libc::ENXIO | libc::ENODEV => KvmError::Missing(path.clone()),
             libc::EACCES | libc::EPERM => KvmError::Denied(path.clone()),
-            _ => KvmError::Ioctl {
-                what: "opening the KVM device",
-                source: e,
-            },
+            _ => KvmError::Ioctl { what: "opening the KVM device", source: e },
         })?;
         let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
         let region = kvm_userspace_memory_region {
@@ -71,10 +65,6 @@ impl KvmVm {
         unsafe { vm.set_user_memory_region(region) }
             .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
         let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
-        Ok(KvmVm {
-            vcpu,
-            _vm: vm,
-            _kvm: kvm,
-        })
+        Ok(KvmVm { vcpu, _vm: vm, _kvm: kvm })
     }
 }

@@ -31,11 +31,7 @@ impl fmt::Display for Fault {
             } else {
                 "read from"
             };
-            let why = if code & 0x1 == 0 {
-                "not mapped"
-            } else {
-                "access not permitted"
-            };
+            let why = if code & 0x1 == 0 { "not mapped" } else { "access not permitted" };
             write!(f, ": {access} address {address:#x} ({why})")?;
         } else if let Some(code) = self.error_code.filter(|c| *c != 0) {
             write!(f, " (error code {code:#x})")?;
@@ -89,10 +85,9 @@ impl Outcome {
             Outcome::Exited(_) => None,
             Outcome::Panicked { message, .. } => Some(format!("guest panicked: {message}")),
             Outcome::Faulted(fault) => Some(format!("guest fault: {fault}")),
-            Outcome::TimedOut(after) => Some(format!(
-                "guest stopped: time limit of {:.3} s reached",
-                after.as_secs_f64()
-            )),
+            Outcome::TimedOut(after) => {
+                Some(format!("guest stopped: time limit of {:.3} s reached", after.as_secs_f64()))
+            }
             Outcome::Misbehaved(what) => Some(format!("guest stopped: {what}")),
         }
     }
@@ -104,12 +99,8 @@ mod tests {
 
     #[test]
     fn page_faults_say_what_was_accessed() {
-        let fault = Fault {
-            vector: Some(14),
-            rip: 0x10_0040,
-            error_code: Some(0x6),
-            address: Some(0),
-        };
+        let fault =
+            Fault { vector: Some(14), rip: 0x10_0040, error_code: Some(0x6), address: Some(0) };
         assert_eq!(
             fault.to_string(),
             "page fault at rip 0x100040: write to address 0x0 (not mapped)"
@@ -132,12 +123,7 @@ mod tests {
         assert_eq!(Outcome::Exited(7).exit_status(), 7);
         assert_eq!(Outcome::Exited(256 + 3).exit_status(), 3);
         assert_eq!(Outcome::TimedOut(Duration::from_secs(1)).exit_status(), 124);
-        let ud = Fault {
-            vector: Some(6),
-            rip: 1,
-            error_code: None,
-            address: None,
-        };
+        let ud = Fault { vector: Some(6), rip: 1, error_code: None, address: None };
         assert_eq!(Outcome::Faulted(ud.clone()).exit_status(), 139);
         assert_eq!(
             Outcome::Faulted(ud).diagnosis().unwrap(),

@@ -31,10 +31,7 @@ pub struct TablePage {
 
 /// The page tables were larger than the reserved area allows.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "the image's segments need more page tables than fit below {:#x}",
-    layout::RESERVED_END
-)]
+#[error("the image's segments need more page tables than fit below {:#x}", layout::RESERVED_END)]
 pub struct TooManyTables;
 
 /// All tables to write into guest memory; `tables[0]` is the PML4 (the value of CR3).
@@ -62,19 +59,12 @@ impl Allocator {
         if addr + layout::PAGE_SIZE > layout::RESERVED_END {
             return Err(TooManyTables);
         }
-        self.tables.push(TablePage {
-            addr,
-            entries: Box::new([0; ENTRIES]),
-        });
+        self.tables.push(TablePage { addr, entries: Box::new([0; ENTRIES]) });
         Ok(index)
     }
 
     fn set(&mut self, table: usize, slot: usize, value: u64) {
-        if let Some(entry) = self
-            .tables
-            .get_mut(table)
-            .and_then(|t| t.entries.get_mut(slot))
-        {
+        if let Some(entry) = self.tables.get_mut(table).and_then(|t| t.entries.get_mut(slot)) {
             *entry = value;
         }
     }
@@ -119,11 +109,8 @@ pub fn build(plan: &MemoryPlan) -> Result<PageTables, TooManyTables> {
         while regions.peek().is_some_and(|r| r.end <= chunk) {
             regions.next();
         }
-        let covering: Vec<&Region> = regions
-            .clone()
-            .take_while(|r| r.start < chunk_end)
-            .filter(|r| r.end > chunk)
-            .collect();
+        let covering: Vec<&Region> =
+            regions.clone().take_while(|r| r.start < chunk_end).filter(|r| r.end > chunk).collect();
         let slot = ((chunk % GIB) / CHUNK) as usize;
         let pd = pd.unwrap_or(pml4);
         match covering.as_slice() {
@@ -149,9 +136,7 @@ pub fn build(plan: &MemoryPlan) -> Result<PageTables, TooManyTables> {
         }
         chunk = chunk_end;
     }
-    Ok(PageTables {
-        tables: alloc.tables,
-    })
+    Ok(PageTables { tables: alloc.tables })
 }
 
 #[cfg(test)]

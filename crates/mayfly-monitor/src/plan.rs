@@ -19,35 +19,15 @@ pub struct Access {
 
 impl Access {
     /// Read-only data for the guest.
-    pub const USER_RO: Access = Access {
-        user: true,
-        write: false,
-        exec: false,
-    };
+    pub const USER_RO: Access = Access { user: true, write: false, exec: false };
     /// Read-write data for the guest.
-    pub const USER_RW: Access = Access {
-        user: true,
-        write: true,
-        exec: false,
-    };
+    pub const USER_RW: Access = Access { user: true, write: true, exec: false };
     /// Monitor-owned tables, read by the CPU only.
-    pub const SUPERVISOR_RO: Access = Access {
-        user: false,
-        write: false,
-        exec: false,
-    };
+    pub const SUPERVISOR_RO: Access = Access { user: false, write: false, exec: false };
     /// Monitor-owned exception stack.
-    pub const SUPERVISOR_RW: Access = Access {
-        user: false,
-        write: true,
-        exec: false,
-    };
+    pub const SUPERVISOR_RW: Access = Access { user: false, write: true, exec: false };
     /// Monitor-owned exception stubs.
-    pub const SUPERVISOR_RX: Access = Access {
-        user: false,
-        write: false,
-        exec: true,
-    };
+    pub const SUPERVISOR_RX: Access = Access { user: false, write: false, exec: true };
 }
 
 /// A page-aligned range of guest memory and its access rights.
@@ -124,31 +104,16 @@ impl MemoryPlan {
         }
         let stack_bottom = mem_size - layout::STACK_SIZE;
         let guard = stack_bottom - layout::PAGE_SIZE;
-        let too_large = PlanError::ImageTooLarge {
-            end: image.end(),
-            mem: mem_size,
-        };
+        let too_large = PlanError::ImageTooLarge { end: image.end(), mem: mem_size };
         let heap_start = page_up(image.end()).ok_or(too_large.clone())?;
         if heap_start > guard {
             return Err(too_large);
         }
 
         let mut regions = vec![
-            Region {
-                start: layout::GDT_ADDR,
-                end: 0x2000,
-                access: Access::SUPERVISOR_RO,
-            },
-            Region {
-                start: layout::FAULT_STUBS_ADDR,
-                end: 0x3000,
-                access: Access::SUPERVISOR_RX,
-            },
-            Region {
-                start: 0x3000,
-                end: layout::FAULT_STACK_TOP,
-                access: Access::SUPERVISOR_RW,
-            },
+            Region { start: layout::GDT_ADDR, end: 0x2000, access: Access::SUPERVISOR_RO },
+            Region { start: layout::FAULT_STUBS_ADDR, end: 0x3000, access: Access::SUPERVISOR_RX },
+            Region { start: 0x3000, end: layout::FAULT_STACK_TOP, access: Access::SUPERVISOR_RW },
             Region {
                 start: layout::BOOT_INFO_ADDR,
                 end: layout::BOOT_INFO_END,
@@ -162,24 +127,10 @@ impl MemoryPlan {
         ];
         regions.extend(segment_regions(image));
         if heap_start < guard {
-            regions.push(Region {
-                start: heap_start,
-                end: guard,
-                access: Access::USER_RW,
-            });
+            regions.push(Region { start: heap_start, end: guard, access: Access::USER_RW });
         }
-        regions.push(Region {
-            start: stack_bottom,
-            end: mem_size,
-            access: Access::USER_RW,
-        });
-        Ok(MemoryPlan {
-            mem_size,
-            regions,
-            heap_start,
-            heap_end: guard,
-            stack_top: mem_size,
-        })
+        regions.push(Region { start: stack_bottom, end: mem_size, access: Access::USER_RW });
+        Ok(MemoryPlan { mem_size, regions, heap_start, heap_end: guard, stack_top: mem_size })
     }
 }
 
@@ -188,11 +139,7 @@ impl MemoryPlan {
 fn segment_regions(image: &Image) -> Vec<Region> {
     let mut out: Vec<Region> = Vec::new();
     for seg in &image.segments {
-        let access = Access {
-            user: true,
-            write: seg.flags.write,
-            exec: seg.flags.exec,
-        };
+        let access = Access { user: true, write: seg.flags.write, exec: seg.flags.exec };
         let start = page_down(seg.start);
         // `Image::parse` checked that the end does not wrap; image.end() <= heap_start.
         let end = page_up(seg.end()).unwrap_or(u64::MAX);
@@ -215,11 +162,7 @@ fn segment_regions(image: &Image) -> Vec<Region> {
                     access: merged,
                 });
                 if shared_start + layout::PAGE_SIZE < end {
-                    out.push(Region {
-                        start: shared_start + layout::PAGE_SIZE,
-                        end,
-                        access,
-                    });
+                    out.push(Region { start: shared_start + layout::PAGE_SIZE, end, access });
                 }
             }
             _ => out.push(Region { start, end, access }),

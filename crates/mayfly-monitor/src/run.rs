@@ -52,10 +52,7 @@ impl Instance {
         if let Some((_, after)) = deadline {
             sys::arm_timeout(after).map_err(|e| BootError::Load(format!("arming timer: {e}")))?;
         }
-        let mut timings = Timings {
-            entered_ns: sys::monotonic_ns(),
-            ..Timings::default()
-        };
+        let mut timings = Timings { entered_ns: sys::monotonic_ns(), ..Timings::default() };
         let outcome = loop {
             let exit = self.enter();
             self.drain_console(console);
@@ -64,9 +61,7 @@ impl Instance {
                     Step::Stop(self.fault((data & 0xff) as u8))
                 }
                 Exit::Out { port, data, size } => {
-                    timings
-                        .first_hypercall_ns
-                        .get_or_insert_with(sys::monotonic_ns);
+                    timings.first_hypercall_ns.get_or_insert_with(sys::monotonic_ns);
                     if port & layout::TRAPPED_PORT_FLAG != 0 {
                         self.trapped_hypercall(
                             port & !layout::TRAPPED_PORT_FLAG,
@@ -130,11 +125,7 @@ impl Instance {
                 if let (Some(dst), Some(src)) = (word.get_mut(..size), data.get(..size)) {
                     dst.copy_from_slice(src);
                 }
-                Exit::Out {
-                    port,
-                    data: u32::from_le_bytes(word),
-                    size: data.len(),
-                }
+                Exit::Out { port, data: u32::from_le_bytes(word), size: data.len() }
             }
             Ok(VcpuExit::IoIn(port, _)) => Exit::In { port },
             Ok(VcpuExit::MmioRead(addr, _) | VcpuExit::MmioWrite(addr, _)) => Exit::Mmio { addr },
@@ -163,9 +154,7 @@ impl Instance {
         if let Ok(bytes) = self.ram.read_bytes(data_addr, len) {
             let _ = console.write_all(&bytes);
         }
-        let _ = self
-            .ram
-            .write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
+        let _ = self.ram.write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
     }
 
     /// Serves a hypercall that arrived through the general-protection stub (see
@@ -187,11 +176,7 @@ impl Instance {
         if !is_out || Hypercall::from_port(port).is_none() {
             return Step::Stop(self.fault(cpu::GP_VECTOR));
         }
-        if self
-            .ram
-            .write_bytes(layout::FAULT_FRAME_RIP, &(rip + 1).to_le_bytes())
-            .is_err()
-        {
+        if self.ram.write_bytes(layout::FAULT_FRAME_RIP, &(rip + 1).to_le_bytes()).is_err() {
             return Step::Stop(self.fault(cpu::GP_VECTOR));
         }
         hypercalls::dispatch(&self.ram, port, data, size, deadline)
@@ -214,11 +199,6 @@ impl Instance {
             .flatten();
         let rip = self.ram.read_u64(layout::FAULT_FRAME_RIP).unwrap_or(0);
         let address = (vector == 14).then_some(sregs.cr2);
-        Outcome::Faulted(Fault {
-            vector: Some(vector),
-            rip,
-            error_code,
-            address,
-        })
+        Outcome::Faulted(Fault { vector: Some(vector), rip, error_code, address })
     }
 }

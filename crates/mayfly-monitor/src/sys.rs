@@ -26,10 +26,7 @@ pub fn arm_timeout(after: Duration) -> std::io::Result<()> {
     };
     let timer = libc::itimerval {
         it_value: value,
-        it_interval: libc::timeval {
-            tv_sec: 0,
-            tv_usec: 10_000,
-        },
+        it_interval: libc::timeval { tv_sec: 0, tv_usec: 10_000 },
     };
     // SAFETY: `timer` is a valid itimerval; the old value is not requested.
     if unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) } != 0 {
@@ -40,10 +37,7 @@ pub fn arm_timeout(after: Duration) -> std::io::Result<()> {
 
 /// Reads `CLOCK_MONOTONIC` in nanoseconds (comparable across processes on this host).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)

@@ -3,9 +3,7 @@
 use crate::platform;
 
 fn entries() -> impl Iterator<Item = &'static str> {
-    platform::args_block()
-        .split(|b| *b == 0)
-        .map(|entry| core::str::from_utf8(entry).unwrap_or(""))
+    platform::args_block().split(|b| *b == 0).map(|entry| core::str::from_utf8(entry).unwrap_or(""))
 }
 
 /// The arguments; the first is the program name.

@@ -32,10 +32,7 @@ static MANIFEST_NOTE: ManifestNote = ManifestNote {
     desc_len: manifest::MANIFEST_SIZE,
     kind: manifest::NOTE_TYPE,
     name: *manifest::NOTE_NAME,
-    desc: Manifest {
-        abi_version: ABI_VERSION,
-        devices: crate::DEVICES,
-    },
+    desc: Manifest { abi_version: ABI_VERSION, devices: crate::DEVICES },
 };
 
 #[global_allocator]
@@ -128,10 +125,7 @@ pub fn exit(status: i32, reason: mayfly_abi::ExitReason, message: &[u8]) -> ! {
 
 /// Blocks until I/O is ready or `timeout_ns` has passed; returns the ready-device mask.
 pub fn wait(timeout_ns: u64) -> u64 {
-    let mut args = WaitArgs {
-        timeout_ns,
-        ..WaitArgs::default()
-    };
+    let mut args = WaitArgs { timeout_ns, ..WaitArgs::default() };
     // SAFETY: `args` is a live WaitArgs on our stack.
     unsafe { hypercall(Hypercall::Wait, &mut args as *mut WaitArgs as usize) };
     // SAFETY: the monitor wrote the OUT fields during the hypercall; read them afresh.

@@ -63,19 +63,11 @@ impl Write for MessageBuffer {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let mut message = MessageBuffer {
-        bytes: [0; 512],
-        len: 0,
-    };
+    let mut message = MessageBuffer { bytes: [0; 512], len: 0 };
     let _ = match info.location() {
-        Some(at) => write!(
-            message,
-            "{} at {}:{}:{}",
-            info.message(),
-            at.file(),
-            at.line(),
-            at.column()
-        ),
+        Some(at) => {
+            write!(message, "{} at {}:{}:{}", info.message(), at.file(), at.line(), at.column())
+        }
         None => write!(message, "{}", info.message()),
     };
     let text = message.bytes.get(..message.len).unwrap_or_default();

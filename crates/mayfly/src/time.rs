@@ -48,21 +48,14 @@ impl Instant {
 
     /// `self + d`, saturating.
     pub fn saturating_add(self, d: Duration) -> Instant {
-        Instant(
-            self.0
-                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        )
+        Instant(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
     }
 }
 
 /// Wall-clock time: the time since the Unix epoch (UTC), from the host's clock at boot plus the
 /// monotonic time since.
 pub fn wall_clock() -> Duration {
-    Duration::from_nanos(
-        WALL_AT_BOOT_NS
-            .load(Ordering::Relaxed)
-            .saturating_add(ns_since_boot()),
-    )
+    Duration::from_nanos(WALL_AT_BOOT_NS.load(Ordering::Relaxed).saturating_add(ns_since_boot()))
 }
 
 /// The set of devices with I/O ready, as returned by [`wait`] (bit `n` = device `n`).

@@ -3,14 +3,14 @@
 //!
 //! Per run: process spawn to the guest's `main` (the monitor's `--timings` give the moment of
 //! guest entry, hello prints how long after entry its `main` started); spawn to guest exit; the
-//! whole process (spawn to reaped); the monitor's peak RSS. Plus the stripped image size.
+//! whole process (spawn to reaped); peak RSS (`VmHWM`, reported by each program itself: the
+//! `ru_maxrss` of `wait4` would count the benchmark's own pages shared before `exec`). Plus the
+//! stripped image size.
 
 use super::report::machine_line;
 use super::{Report, Row, Summary};
 use crate::builder::{self, BuildRequest, GUEST_TARGET};
-use crate::sys;
 use anyhow::{Context, Result, bail};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -45,44 +45,29 @@ fn monotonic_ns() -> u64 {
 /// Finds `key` followed by a number in `text` (e.g. `entered_ns=123`, `main started 5 ns`).
 fn number_after(text: &str, key: &str) -> Option<u64> {
     let at = text.find(key)? + key.len();
-    let digits: String = text[at..]
-        .chars()
-        .skip_while(|c| *c == ' ')
-        .take_while(char::is_ascii_digit)
-        .collect();
+    let digits: String =
+        text[at..].chars().skip_while(|c| *c == ' ').take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
 struct Finished {
     stdout: String,
     stderr: String,
-    usage: sys::ChildUsage,
+    code: Option<i32>,
     spawn_ns: u64,
     end_ns: u64,
 }
 
 fn spawn_and_reap(cmd: &mut Command) -> Result<Finished> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let spawn_ns = monotonic_ns();
-    let mut child = cmd
-        .spawn()
-        .context("cannot spawn the benchmark's process")?;
-    let usage = sys::wait_with_usage(child.id())?;
+    let child = cmd.spawn().context("cannot spawn the benchmark's process")?;
+    let out = child.wait_with_output()?;
     let end_ns = monotonic_ns();
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        out.read_to_string(&mut stdout)?;
-    }
-    if let Some(mut err) = child.stderr.take() {
-        err.read_to_string(&mut stderr)?;
-    }
     Ok(Finished {
-        stdout,
-        stderr,
-        usage,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
         spawn_ns,
         end_ns,
     })
@@ -100,12 +85,8 @@ fn run_unikernel(mayfly: &Path, image: &Path, mem_mib: u64) -> Result<Sample> {
         "--",
         "0",
     ]))?;
-    if f.usage.code != Some(0) || !f.stdout.contains("Hello from a Mayfly unikernel!") {
-        bail!(
-            "the unikernel run failed (status {:?}): {}",
-            f.usage.code,
-            f.stderr.trim()
-        );
+    if f.code != Some(0) || !f.stdout.contains("Hello from a Mayfly unikernel!") {
+        bail!("the unikernel run failed (status {:?}): {}", f.code, f.stderr.trim());
     }
     let entered = number_after(&f.stderr, "entered_ns=").context("no timings from mayfly run")?;
     let stopped = number_after(&f.stderr, "stopped_ns=").context("no timings from mayfly run")?;
@@ -115,18 +96,14 @@ fn run_unikernel(mayfly: &Path, image: &Path, mem_mib: u64) -> Result<Sample> {
         to_main: ms((entered + main_after).saturating_sub(f.spawn_ns)),
         to_exit: ms(stopped.saturating_sub(f.spawn_ns)),
         whole: ms(f.end_ns - f.spawn_ns),
-        rss_kib: f.usage.max_rss_kib as f64,
+        rss_kib: number_after(&f.stderr, "peak_rss_kib=").context("no peak RSS")? as f64,
     })
 }
 
 fn run_native(native: &Path) -> Result<Sample> {
     let f = spawn_and_reap(Command::new(native).arg("0"))?;
-    if f.usage.code != Some(0) {
-        bail!(
-            "the native baseline failed (status {:?}): {}",
-            f.usage.code,
-            f.stderr.trim()
-        );
+    if f.code != Some(0) {
+        bail!("the native baseline failed (status {:?}): {}", f.code, f.stderr.trim());
     }
     let main = number_after(&f.stdout, "main started at monotonic ").context("no start time")?;
     let exit = number_after(&f.stdout, "exiting at monotonic ").context("no exit time")?;
@@ -134,7 +111,7 @@ fn run_native(native: &Path) -> Result<Sample> {
         to_main: ms(main.saturating_sub(f.spawn_ns)),
         to_exit: ms(exit.saturating_sub(f.spawn_ns)),
         whole: ms(f.end_ns - f.spawn_ns),
-        rss_kib: f.usage.max_rss_kib as f64,
+        rss_kib: number_after(&f.stdout, "peak_rss_kib=").context("no peak RSS")? as f64,
     })
 }
 
@@ -144,12 +121,7 @@ fn build_native(krate: &Path, target_dir: &Path) -> Result<PathBuf> {
         .arg("--release")
         .arg("--manifest-path")
         .arg(krate.join("Cargo.toml"))
-        .args([
-            "--target",
-            GUEST_TARGET,
-            "--config",
-            "profile.release.strip=true",
-        ])
+        .args(["--target", GUEST_TARGET, "--config", "profile.release.strip=true"])
         .args([
             "--config",
             "profile.release.panic=\"abort\"",
@@ -175,10 +147,9 @@ fn summary(samples: &[Sample], pick: fn(&Sample) -> f64) -> Result<Summary> {
 impl BootBench {
     /// Builds both programs, runs them interleaved, and returns the report.
     pub fn run(&self) -> Result<Report> {
-        for (what, dir) in [
-            ("hello guest", &self.hello_crate),
-            ("native baseline", &self.native_crate),
-        ] {
+        for (what, dir) in
+            [("hello guest", &self.hello_crate), ("native baseline", &self.native_crate)]
+        {
             if !dir.join("Cargo.toml").is_file() {
                 bail!(
                     "the {what} crate is not at {}: run `mayfly bench boot` from the Mayfly \
@@ -217,13 +188,7 @@ impl BootBench {
         }
 
         let native_size = std::fs::metadata(&native)?.len() as f64;
-        let size = |x: f64| Summary {
-            n: 1,
-            p50: x,
-            p99: x,
-            min: x,
-            max: x,
-        };
+        let size = |x: f64| Summary { n: 1, p50: x, p99: x, min: x, max: x };
         let rows = vec![
             Row {
                 metric: "spawn → main (ms)".into(),
@@ -267,10 +232,7 @@ impl BootBench {
                 whole.p50 <= 4.0,
             ),
             (
-                format!(
-                    "whole run ≤ 4× the native process ({:.2}x)",
-                    whole.p50 / native_whole
-                ),
+                format!("whole run ≤ 4× the native process ({:.2}x)", whole.p50 / native_whole),
                 whole.p50 <= 4.0 * native_whole,
             ),
             (
@@ -288,10 +250,7 @@ impl BootBench {
                  Linux process, {} runs each, interleaved, after {warmup} warm-up runs.",
                 self.mem_mib, self.runs
             ),
-            command: format!(
-                "mayfly bench boot --runs {} --mem {}",
-                self.runs, self.mem_mib
-            ),
+            command: format!("mayfly bench boot --runs {} --mem {}", self.runs, self.mem_mib),
             machine: machine_line(),
             rows,
             targets,
@@ -307,10 +266,7 @@ mod tests {
     fn numbers_are_found_after_their_keys() {
         let text = "mayfly-timings: start_ns=5 entered_ns=17 stopped_ns=99";
         assert_eq!(number_after(text, "entered_ns="), Some(17));
-        assert_eq!(
-            number_after("main started 1234 ns after boot", "main started "),
-            Some(1234)
-        );
+        assert_eq!(number_after("main started 1234 ns after boot", "main started "), Some(1234));
         assert_eq!(number_after("nothing here", "entered_ns="), None);
     }
 }

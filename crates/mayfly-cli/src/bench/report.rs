@@ -42,11 +42,7 @@ fn ratio(row: &Row) -> String {
 }
 
 fn fmt(x: f64) -> String {
-    if x >= 1000.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.3}")
-    }
+    if x >= 1000.0 { format!("{x:.0}") } else { format!("{x:.3}") }
 }
 
 impl Report {
@@ -59,9 +55,8 @@ impl Report {
         );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
         for row in &self.rows {
-            let (bp50, bp99) = row
-                .baseline
-                .map_or(("-".into(), "-".into()), |b| (fmt(b.p50), fmt(b.p99)));
+            let (bp50, bp99) =
+                row.baseline.map_or(("-".into(), "-".into()), |b| (fmt(b.p50), fmt(b.p99)));
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} |",
@@ -138,8 +133,7 @@ pub fn machine_line() -> String {
         .unwrap_or_default()
         .lines()
         .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -149,8 +143,5 @@ pub fn machine_line() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    format!(
-        "Machine: {cpu}, {cores} cores, Linux {}; {date}.",
-        kernel.trim()
-    )
+    format!("Machine: {cpu}, {cores} cores, Linux {}; {date}.", kernel.trim())
 }

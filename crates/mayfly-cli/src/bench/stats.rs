@@ -47,10 +47,7 @@ mod tests {
     fn nearest_rank_percentiles() {
         let samples: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         let s = Summary::of(&samples).unwrap();
-        assert_eq!(
-            (s.n, s.p50, s.p99, s.min, s.max),
-            (100, 50.0, 99.0, 1.0, 100.0)
-        );
+        assert_eq!((s.n, s.p50, s.p99, s.min, s.max), (100, 50.0, 99.0, 1.0, 100.0));
         assert_eq!(Summary::of(&[3.0]).unwrap().p99, 3.0);
         assert!(Summary::of(&[]).is_none());
     }

@@ -45,22 +45,10 @@ enum Which {
 
 pub fn execute(args: Args) -> Result<ExitCode> {
     let report = match args.which {
-        Which::Boot {
-            runs,
-            mem,
-            hello,
-            native,
-            target_dir,
-        } => {
+        Which::Boot { runs, mem, hello, native, target_dir } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
-            BootBench {
-                runs,
-                mem_mib: mem,
-                hello_crate: hello,
-                native_crate: native,
-                target_dir,
-            }
-            .run()?
+            BootBench { runs, mem_mib: mem, hello_crate: hello, native_crate: native, target_dir }
+                .run()?
         }
     };
     report.print();

@@ -28,11 +28,7 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         target_dir: args.target_dir,
         keep_symbols: args.keep_symbols,
     })?;
-    println!(
-        "image size: {} bytes ({:.1} KiB)",
-        image.size,
-        image.size as f64 / 1024.0
-    );
+    println!("image size: {} bytes ({:.1} KiB)", image.size, image.size as f64 / 1024.0);
     println!("{}", image.path.display());
     Ok(ExitCode::SUCCESS)
 }

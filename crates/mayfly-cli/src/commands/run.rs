@@ -54,44 +54,42 @@ pub fn execute(args: Args) -> Result<ExitCode> {
             target_dir: None,
             keep_symbols: false,
         })?;
-        eprintln!(
-            "mayfly: built {} ({} bytes)",
-            built.path.display(),
-            built.size
-        );
+        eprintln!("mayfly: built {} ({} bytes)", built.path.display(), built.size);
         built.path
     } else {
         args.image.clone()
     };
     let bytes = read_image(&image)?;
-    let name = args
-        .image
-        .file_stem()
-        .map_or("guest".into(), |s| s.to_string_lossy().into_owned());
+    let name = args.image.file_stem().map_or("guest".into(), |s| s.to_string_lossy().into_owned());
     let mut guest_args = vec![name];
     guest_args.extend(args.guest_args);
-    let config = VmConfig {
-        mem_size,
-        timeout,
-        args: guest_args,
-        env: args.env,
-    };
+    let config = VmConfig { mem_size, timeout, args: guest_args, env: args.env };
     let instance = Instance::prepare(&bytes, &config)
         .with_context(|| format!("cannot boot {}", image.display()))?;
     let report = instance.run(&mut std::io::stdout().lock())?;
     if args.timings {
         let t = report.timings;
         eprintln!(
-            "mayfly-timings: start_ns={start_ns} entered_ns={} first_hypercall_ns={} stopped_ns={}",
+            "mayfly-timings: start_ns={start_ns} entered_ns={} first_hypercall_ns={} stopped_ns={} \
+             peak_rss_kib={}",
             t.entered_ns,
             t.first_hypercall_ns.unwrap_or(0),
-            t.stopped_ns
+            t.stopped_ns,
+            peak_rss_kib().unwrap_or(0)
         );
     }
     if let Some(diagnosis) = report.outcome.diagnosis() {
         eprintln!("mayfly: {diagnosis}");
     }
     Ok(ExitCode::from(report.outcome.exit_status()))
+}
+
+/// This process's peak resident set size (`VmHWM`: of this program's memory only, unlike
+/// `ru_maxrss`, which also counts the parent's pages shared before `exec`).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn read_image(path: &std::path::Path) -> Result<Vec<u8>> {

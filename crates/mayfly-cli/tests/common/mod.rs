@@ -8,10 +8,7 @@ use std::sync::{Mutex, OnceLock};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 /// The `mayfly` binary under test.
@@ -28,11 +25,7 @@ pub fn require_kvm() {
         "/dev/kvm is missing: Mayfly's integration tests boot real guests on KVM; run them on a \
          Linux host with KVM enabled"
     );
-    if let Err(e) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(path) {
         panic!("/dev/kvm cannot be opened ({e}): run the tests as a user with access to it");
     }
 }
@@ -65,10 +58,7 @@ pub fn guest_image(rel: &str) -> PathBuf {
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let path = PathBuf::from(stdout.lines().last().expect("build prints the image path"));
-    assert!(
-        path.is_file(),
-        "build printed {path:?}, which is not a file"
-    );
+    assert!(path.is_file(), "build printed {path:?}, which is not a file");
     built.push((rel.to_owned(), path.clone()));
     path
 }
@@ -84,27 +74,10 @@ impl Run {
     /// Asserts that stderr is exactly one line mentioning `needle`, without a panic or backtrace.
     pub fn assert_one_line_error(&self, needle: &str) {
         let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "expected one line on stderr, got: {:?}",
-            self.stderr
-        );
-        assert!(
-            self.stderr.contains(needle),
-            "stderr {:?} lacks {needle:?}",
-            self.stderr
-        );
-        assert!(
-            !self.stderr.contains("panicked at"),
-            "mayfly panicked: {}",
-            self.stderr
-        );
-        assert!(
-            !self.stderr.contains("RUST_BACKTRACE"),
-            "backtrace hint: {}",
-            self.stderr
-        );
+        assert_eq!(lines.len(), 1, "expected one line on stderr, got: {:?}", self.stderr);
+        assert!(self.stderr.contains(needle), "stderr {:?} lacks {needle:?}", self.stderr);
+        assert!(!self.stderr.contains("panicked at"), "mayfly panicked: {}", self.stderr);
+        assert!(!self.stderr.contains("RUST_BACKTRACE"), "backtrace hint: {}", self.stderr);
     }
 }
 
@@ -131,9 +104,5 @@ pub fn run_image(image: &Path, options: &[&str], guest_args: &[&str]) -> Run {
 /// Boots the probe guest in `mode` (with a 10 s safety limit).
 pub fn probe(args: &[&str]) -> Run {
     require_kvm();
-    run_image(
-        &guest_image("tests/guests/probe"),
-        &["--timeout", "10"],
-        args,
-    )
+    run_image(&guest_image("tests/guests/probe"), &["--timeout", "10"], args)
 }

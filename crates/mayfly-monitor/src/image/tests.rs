@@ -32,41 +32,17 @@ struct Ph {
 
 impl Ph {
     fn load(vaddr: u64, flags: u32, data: Vec<u8>, mem_size: u64) -> Ph {
-        Ph {
-            kind: PT_LOAD,
-            flags,
-            vaddr,
-            paddr: vaddr,
-            data,
-            mem_size,
-            file_size: None,
-        }
+        Ph { kind: PT_LOAD, flags, vaddr, paddr: vaddr, data, mem_size, file_size: None }
     }
 
     fn note(data: Vec<u8>) -> Ph {
         let mem_size = data.len() as u64;
-        Ph {
-            kind: PT_NOTE,
-            flags: PF_R,
-            vaddr: 0,
-            paddr: 0,
-            data,
-            mem_size,
-            file_size: None,
-        }
+        Ph { kind: PT_NOTE, flags: PF_R, vaddr: 0, paddr: 0, data, mem_size, file_size: None }
     }
 
     fn other(kind: u32, data: Vec<u8>) -> Ph {
         let mem_size = data.len() as u64;
-        Ph {
-            kind,
-            flags: PF_R,
-            vaddr: 0,
-            paddr: 0,
-            data,
-            mem_size,
-            file_size: None,
-        }
+        Ph { kind, flags: PF_R, vaddr: 0, paddr: 0, data, mem_size, file_size: None }
     }
 }
 
@@ -191,10 +167,7 @@ fn phdr_field(index: usize, field: usize) -> usize {
 }
 
 fn rx() -> SegmentFlags {
-    SegmentFlags {
-        write: false,
-        exec: true,
-    }
+    SegmentFlags { write: false, exec: true }
 }
 
 #[test]
@@ -204,36 +177,20 @@ fn valid_image_parses() {
     assert_eq!(
         image.segments,
         vec![
-            Segment {
-                start: TEXT,
-                mem_size: 0x100,
-                flags: rx(),
-            },
+            Segment { start: TEXT, mem_size: 0x100, flags: rx() },
             Segment {
                 start: RODATA,
                 mem_size: 0x20,
-                flags: SegmentFlags {
-                    write: false,
-                    exec: false,
-                },
+                flags: SegmentFlags { write: false, exec: false },
             },
             Segment {
                 start: DATA,
                 mem_size: 0x2000,
-                flags: SegmentFlags {
-                    write: true,
-                    exec: false,
-                },
+                flags: SegmentFlags { write: true, exec: false },
             },
         ]
     );
-    assert_eq!(
-        image.manifest,
-        Manifest {
-            abi_version: ABI_VERSION,
-            devices: 1,
-        }
-    );
+    assert_eq!(image.manifest, Manifest { abi_version: ABI_VERSION, devices: 1 });
     assert!(image.manifest.wants(manifest::Device::Net));
     assert_eq!(image.end(), DATA + 0x2000);
     assert_eq!(image.segments[0].end(), TEXT + 0x100);
@@ -253,13 +210,7 @@ fn segment_with_write_and_exec_keeps_both_flags() {
     let mut elf = Elf::valid();
     elf.phdrs[1].flags = PF_R | PF_W | PF_X;
     let image = elf.parse().unwrap();
-    assert_eq!(
-        image.segments[0].flags,
-        SegmentFlags {
-            write: true,
-            exec: true,
-        }
-    );
+    assert_eq!(image.segments[0].flags, SegmentFlags { write: true, exec: true });
 }
 
 #[test]
@@ -314,10 +265,7 @@ fn adjacent_segments_do_not_overlap() {
 
 #[test]
 fn not_elf_is_refused() {
-    assert_eq!(
-        Image::parse(b"#!/bin/sh\necho hello\n"),
-        Err(ImageError::NotElf)
-    );
+    assert_eq!(Image::parse(b"#!/bin/sh\necho hello\n"), Err(ImageError::NotElf));
     assert_eq!(Image::parse(b""), Err(ImageError::NotElf));
     assert_eq!(Image::parse(b"\x7fEL"), Err(ImageError::NotElf));
     assert_eq!(Image::parse(&[0u8; 4096]), Err(ImageError::NotElf));
@@ -377,10 +325,7 @@ fn position_independent_executable_is_refused() {
 #[test]
 fn interpreter_is_refused() {
     let mut elf = Elf::valid();
-    elf.phdrs.insert(
-        0,
-        Ph::other(PT_INTERP, b"/lib64/ld-linux-x86-64.so.2\0".to_vec()),
-    );
+    elf.phdrs.insert(0, Ph::other(PT_INTERP, b"/lib64/ld-linux-x86-64.so.2\0".to_vec()));
     assert_eq!(elf.parse(), Err(ImageError::NotStatic));
 }
 
@@ -445,10 +390,7 @@ fn other_abi_version_is_refused() {
         elf.phdrs[3] = Ph::note(manifest_note(version, 0));
         assert_eq!(
             elf.parse(),
-            Err(ImageError::AbiMismatch {
-                image: version,
-                monitor: ABI_VERSION,
-            })
+            Err(ImageError::AbiMismatch { image: version, monitor: ABI_VERSION })
         );
     }
 }
@@ -466,24 +408,12 @@ fn segment_in_reserved_area_is_refused() {
     elf.phdrs[1].vaddr = 0xf_f000;
     elf.phdrs[1].paddr = 0xf_f000;
     elf.phdrs[1].mem_size = 0x2000;
-    assert_eq!(
-        elf.parse(),
-        Err(ImageError::OverlapsReserved {
-            start: 0xf_f000,
-            end: 0x10_1000,
-        })
-    );
+    assert_eq!(elf.parse(), Err(ImageError::OverlapsReserved { start: 0xf_f000, end: 0x10_1000 }));
 
     let mut elf = Elf::valid();
     elf.phdrs[1].vaddr = 0;
     elf.phdrs[1].paddr = 0;
-    assert_eq!(
-        elf.parse(),
-        Err(ImageError::OverlapsReserved {
-            start: 0,
-            end: 0x100,
-        })
-    );
+    assert_eq!(elf.parse(), Err(ImageError::OverlapsReserved { start: 0, end: 0x100 }));
 }
 
 #[test]
@@ -492,10 +422,7 @@ fn file_size_above_memory_size_is_refused() {
     elf.phdrs[1].mem_size = 0x80; // 0x100 bytes in the file
     assert_eq!(
         elf.parse(),
-        Err(ImageError::BadSegment {
-            start: TEXT,
-            what: "its file size exceeds its memory size",
-        })
+        Err(ImageError::BadSegment { start: TEXT, what: "its file size exceeds its memory size" })
     );
 }
 
@@ -508,10 +435,7 @@ fn wrapping_segment_is_refused() {
     elf.phdrs[0].mem_size = 0x2000;
     assert_eq!(
         elf.parse(),
-        Err(ImageError::BadSegment {
-            start,
-            what: "it wraps around the address space",
-        })
+        Err(ImageError::BadSegment { start, what: "it wraps around the address space" })
     );
 }
 
@@ -532,37 +456,19 @@ fn segment_ending_exactly_at_the_top_does_not_wrap() {
 fn differing_physical_address_is_refused() {
     let mut elf = Elf::valid();
     elf.phdrs[1].paddr = 0x20_0000;
-    assert_eq!(
-        elf.parse(),
-        Err(ImageError::NotIdentityMapped {
-            start: TEXT,
-            paddr: 0x20_0000,
-        })
-    );
+    assert_eq!(elf.parse(), Err(ImageError::NotIdentityMapped { start: TEXT, paddr: 0x20_0000 }));
 }
 
 #[test]
 fn overlapping_segments_are_refused() {
     let mut elf = Elf::valid();
     elf.phdrs[1].mem_size = RODATA - TEXT + 1; // one byte into rodata
-    assert_eq!(
-        elf.parse(),
-        Err(ImageError::OverlappingSegments {
-            first: TEXT,
-            second: RODATA,
-        })
-    );
+    assert_eq!(elf.parse(), Err(ImageError::OverlappingSegments { first: TEXT, second: RODATA }));
 
     // Two segments at the same address.
     let mut elf = Elf::valid();
     elf.phdrs.push(Ph::load(DATA, PF_R, vec![1; 8], 8));
-    assert_eq!(
-        elf.parse(),
-        Err(ImageError::OverlappingSegments {
-            first: DATA,
-            second: DATA,
-        })
-    );
+    assert_eq!(elf.parse(), Err(ImageError::OverlappingSegments { first: DATA, second: DATA }));
 }
 
 #[test]
@@ -619,9 +525,7 @@ fn unexpected_program_header_size_is_refused() {
     put16(&mut bytes, E_PHENTSIZE, 32);
     assert_eq!(
         Image::parse(&bytes),
-        Err(ImageError::Truncated(
-            "program headers of an unexpected size"
-        ))
+        Err(ImageError::Truncated("program headers of an unexpected size"))
     );
 }
 
@@ -660,10 +564,7 @@ fn segment_beyond_file_is_refused() {
     // The note's bytes beyond the file.
     let mut bytes = valid.clone();
     put64(&mut bytes, phdr_field(3, P_OFFSET), len);
-    assert_eq!(
-        Image::parse(&bytes),
-        Err(ImageError::Truncated("a note segment"))
-    );
+    assert_eq!(Image::parse(&bytes), Err(ImageError::Truncated("a note segment")));
 }
 
 #[test]
@@ -797,9 +698,8 @@ fn random_bytes_never_panic() {
     let mut rng = XorShift(0x1234_5678_9abc_def1);
     for iteration in 0..500 {
         let len = rng.below(400);
-        let mut bytes: Vec<u8> = (0..len)
-            .map(|_| u8::try_from(rng.next() & 0xff).unwrap())
-            .collect();
+        let mut bytes: Vec<u8> =
+            (0..len).map(|_| u8::try_from(rng.next() & 0xff).unwrap()).collect();
         if iteration % 2 == 0 && bytes.len() >= 6 {
             // Give half of them a plausible identification so parsing goes further.
             bytes[..6].copy_from_slice(b"\x7fELF\x02\x01");

@@ -28,10 +28,7 @@ fn typical_image() -> Image {
             seg(RODATA, 0x1000, false, false),
             seg(DATA, 0x2500, true, false),
         ],
-        manifest: Manifest {
-            abi_version: ABI_VERSION,
-            devices: 0,
-        },
+        manifest: Manifest { abi_version: ABI_VERSION, devices: 0 },
     }
 }
 
@@ -99,11 +96,7 @@ fn walk(tables: &PageTables, addr: u64) -> Option<Mapping> {
     }
     step(pde);
     let (leaf, page_size, phys) = if pde & HUGE != 0 {
-        (
-            pde,
-            2 * MIB,
-            (pde & HUGE_ADDR_MASK) | (addr & (2 * MIB - 1)),
-        )
+        (pde, 2 * MIB, (pde & HUGE_ADDR_MASK) | (addr & (2 * MIB - 1)))
     } else {
         let pte = table(tables, pde & ADDR_MASK)[index(addr, 12)];
         if pte & PRESENT == 0 {
@@ -112,14 +105,7 @@ fn walk(tables: &PageTables, addr: u64) -> Option<Mapping> {
         step(pte);
         (pte, PAGE, (pte & ADDR_MASK) | (addr & (PAGE - 1)))
     };
-    Some(Mapping {
-        leaf,
-        page_size,
-        phys,
-        write,
-        user,
-        exec,
-    })
+    Some(Mapping { leaf, page_size, phys, write, user, exec })
 }
 
 /// Walks `addr`, checks the mapping is the identity, and returns it.
@@ -235,20 +221,14 @@ fn monitor_pages_are_supervisor_only() {
     assert!(!stubs.user && !stubs.write && stubs.exec, "{stubs:?}");
 
     let fault_stack = mapped(&t, layout::FAULT_STACK_TOP - 8);
-    assert!(
-        !fault_stack.user && fault_stack.write && !fault_stack.exec,
-        "{fault_stack:?}"
-    );
+    assert!(!fault_stack.user && fault_stack.write && !fault_stack.exec, "{fault_stack:?}");
 }
 
 #[test]
 fn boot_info_is_user_read_only() {
     let t = tables(&plan(64 * MIB));
-    for addr in [
-        layout::BOOT_INFO_ADDR,
-        layout::BOOT_INFO_ADDR + 0x1800,
-        layout::BOOT_INFO_END - 1,
-    ] {
+    for addr in [layout::BOOT_INFO_ADDR, layout::BOOT_INFO_ADDR + 0x1800, layout::BOOT_INFO_END - 1]
+    {
         let m = mapped(&t, addr);
         assert!(m.user && !m.write && !m.exec, "{addr:#x}: {m:?}");
     }
@@ -266,11 +246,7 @@ fn console_is_user_writable() {
 fn stack_is_user_writable_to_the_last_byte() {
     let p = plan(64 * MIB);
     let t = tables(&p);
-    for addr in [
-        p.mem_size - 1,
-        p.mem_size - 8,
-        p.mem_size - layout::STACK_SIZE,
-    ] {
+    for addr in [p.mem_size - 1, p.mem_size - 8, p.mem_size - layout::STACK_SIZE] {
         let m = mapped(&t, addr);
         assert!(m.user && m.write && !m.exec, "{addr:#x}: {m:?}");
     }
@@ -303,11 +279,8 @@ fn every_page_matches_the_plan() {
         let t = tables(&p);
         let mut addr = 0;
         while addr < mem + 4 * MIB {
-            let expected = p
-                .regions
-                .iter()
-                .find(|r| r.start <= addr && addr < r.end)
-                .map(|r| r.access);
+            let expected =
+                p.regions.iter().find(|r| r.start <= addr && addr < r.end).map(|r| r.access);
             match (expected, walk(&t, addr)) {
                 (None, None) => {}
                 (Some(access), Some(m)) => {

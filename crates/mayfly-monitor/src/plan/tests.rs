@@ -6,64 +6,33 @@ use mayfly_abi::manifest::Manifest;
 const MIB: u64 = 1 << 20;
 const PAGE: u64 = layout::PAGE_SIZE;
 
-const R: SegmentFlags = SegmentFlags {
-    write: false,
-    exec: false,
-};
-const RW: SegmentFlags = SegmentFlags {
-    write: true,
-    exec: false,
-};
-const RX: SegmentFlags = SegmentFlags {
-    write: false,
-    exec: true,
-};
+const R: SegmentFlags = SegmentFlags { write: false, exec: false };
+const RW: SegmentFlags = SegmentFlags { write: true, exec: false };
+const RX: SegmentFlags = SegmentFlags { write: false, exec: true };
 
-const USER_RX: Access = Access {
-    user: true,
-    write: false,
-    exec: true,
-};
-const USER_RWX: Access = Access {
-    user: true,
-    write: true,
-    exec: true,
-};
+const USER_RX: Access = Access { user: true, write: false, exec: true };
+const USER_RWX: Access = Access { user: true, write: true, exec: true };
 
 fn image(segments: &[(u64, u64, SegmentFlags)]) -> Image {
     Image {
         entry: segments.first().map_or(layout::IMAGE_BASE, |s| s.0),
         segments: segments
             .iter()
-            .map(|&(start, mem_size, flags)| Segment {
-                start,
-                mem_size,
-                flags,
-            })
+            .map(|&(start, mem_size, flags)| Segment { start, mem_size, flags })
             .collect(),
-        manifest: Manifest {
-            abi_version: ABI_VERSION,
-            devices: 0,
-        },
+        manifest: Manifest { abi_version: ABI_VERSION, devices: 0 },
     }
 }
 
 /// A typical image: text r-x, rodata r--, data and bss rw- ending in the middle of a page.
 fn typical() -> Image {
-    image(&[
-        (0x10_0000, 0x3000, RX),
-        (0x10_3000, 0x1000, R),
-        (0x10_4000, 0x2500, RW),
-    ])
+    image(&[(0x10_0000, 0x3000, RX), (0x10_3000, 0x1000, R), (0x10_4000, 0x2500, RW)])
 }
 
 /// The rights the plan grants at `addr`, if it maps it.
 fn access_at(plan: &MemoryPlan, addr: u64) -> Option<Access> {
-    let found: Vec<&Region> = plan
-        .regions
-        .iter()
-        .filter(|r| r.start <= addr && addr < r.end)
-        .collect();
+    let found: Vec<&Region> =
+        plan.regions.iter().filter(|r| r.start <= addr && addr < r.end).collect();
     assert!(found.len() <= 1, "{addr:#x} is in several regions");
     found.first().map(|r| r.access)
 }
@@ -112,12 +81,7 @@ fn check_invariants(plan: &MemoryPlan) {
 #[test]
 fn memory_too_small_is_refused() {
     let img = typical();
-    for mem in [
-        0,
-        2 * MIB,
-        layout::MIN_MEM_SIZE - 2 * MIB,
-        layout::MIN_MEM_SIZE - 1,
-    ] {
+    for mem in [0, 2 * MIB, layout::MIN_MEM_SIZE - 2 * MIB, layout::MIN_MEM_SIZE - 1] {
         assert_eq!(MemoryPlan::new(&img, mem), Err(PlanError::TooSmall(mem)));
     }
     assert!(MemoryPlan::new(&img, layout::MIN_MEM_SIZE).is_ok());
@@ -126,12 +90,7 @@ fn memory_too_small_is_refused() {
 #[test]
 fn memory_too_large_is_refused() {
     let img = typical();
-    for mem in [
-        layout::MAX_MEM_SIZE + 2 * MIB,
-        layout::MAX_MEM_SIZE + 1,
-        8 << 30,
-        u64::MAX,
-    ] {
+    for mem in [layout::MAX_MEM_SIZE + 2 * MIB, layout::MAX_MEM_SIZE + 1, 8 << 30, u64::MAX] {
         assert_eq!(MemoryPlan::new(&img, mem), Err(PlanError::TooLarge(mem)));
     }
     assert!(MemoryPlan::new(&img, layout::MAX_MEM_SIZE).is_ok());
@@ -168,18 +127,12 @@ fn image_that_does_not_fit_is_refused() {
     // One byte more reaches into the guard page.
     let end = guard + 1;
     let too_big = image(&[(base, end - base, RX)]);
-    assert_eq!(
-        MemoryPlan::new(&too_big, mem),
-        Err(PlanError::ImageTooLarge { end, mem })
-    );
+    assert_eq!(MemoryPlan::new(&too_big, mem), Err(PlanError::ImageTooLarge { end, mem }));
 
     // Into the stack, and beyond memory.
     for end in [mem - layout::STACK_SIZE + 0x10, mem, mem + 64 * MIB] {
         let too_big = image(&[(base, 0x1000, RX), (base + 0x1000, end - base - 0x1000, RW)]);
-        assert_eq!(
-            MemoryPlan::new(&too_big, mem),
-            Err(PlanError::ImageTooLarge { end, mem })
-        );
+        assert_eq!(MemoryPlan::new(&too_big, mem), Err(PlanError::ImageTooLarge { end, mem }));
     }
 
     // A bigger guest takes the same image.
@@ -192,10 +145,7 @@ fn image_ending_at_the_top_of_the_address_space_is_refused() {
     let img = image(&[(u64::MAX - 0xfff, 0xfff, RX)]);
     assert_eq!(
         MemoryPlan::new(&img, 64 * MIB),
-        Err(PlanError::ImageTooLarge {
-            end: u64::MAX,
-            mem: 64 * MIB,
-        })
+        Err(PlanError::ImageTooLarge { end: u64::MAX, mem: 64 * MIB })
     );
 }
 
@@ -220,56 +170,16 @@ fn normal_plan_layout() {
 
     // Exactly the expected regions, in order.
     let expected = vec![
-        Region {
-            start: 0x1000,
-            end: 0x2000,
-            access: Access::SUPERVISOR_RO,
-        },
-        Region {
-            start: 0x2000,
-            end: 0x3000,
-            access: Access::SUPERVISOR_RX,
-        },
-        Region {
-            start: 0x3000,
-            end: 0x4000,
-            access: Access::SUPERVISOR_RW,
-        },
-        Region {
-            start: 0x4000,
-            end: 0x6000,
-            access: Access::USER_RO,
-        },
-        Region {
-            start: 0x6000,
-            end: 0x7000,
-            access: Access::USER_RW,
-        },
-        Region {
-            start: 0x10_0000,
-            end: 0x10_3000,
-            access: USER_RX,
-        },
-        Region {
-            start: 0x10_3000,
-            end: 0x10_4000,
-            access: Access::USER_RO,
-        },
-        Region {
-            start: 0x10_4000,
-            end: 0x10_7000,
-            access: Access::USER_RW,
-        },
-        Region {
-            start: 0x10_7000,
-            end: mem - layout::STACK_SIZE - PAGE,
-            access: Access::USER_RW,
-        },
-        Region {
-            start: mem - layout::STACK_SIZE,
-            end: mem,
-            access: Access::USER_RW,
-        },
+        Region { start: 0x1000, end: 0x2000, access: Access::SUPERVISOR_RO },
+        Region { start: 0x2000, end: 0x3000, access: Access::SUPERVISOR_RX },
+        Region { start: 0x3000, end: 0x4000, access: Access::SUPERVISOR_RW },
+        Region { start: 0x4000, end: 0x6000, access: Access::USER_RO },
+        Region { start: 0x6000, end: 0x7000, access: Access::USER_RW },
+        Region { start: 0x10_0000, end: 0x10_3000, access: USER_RX },
+        Region { start: 0x10_3000, end: 0x10_4000, access: Access::USER_RO },
+        Region { start: 0x10_4000, end: 0x10_7000, access: Access::USER_RW },
+        Region { start: 0x10_7000, end: mem - layout::STACK_SIZE - PAGE, access: Access::USER_RW },
+        Region { start: mem - layout::STACK_SIZE, end: mem, access: Access::USER_RW },
     ];
     assert_eq!(plan.regions, expected);
 }
@@ -287,18 +197,11 @@ fn unmapped_ranges() {
     }
     // The guard page, one page below the stack.
     assert_eq!(plan.heap_end + PAGE, 64 * MIB - layout::STACK_SIZE);
-    for addr in [
-        plan.heap_end,
-        plan.heap_end + 0x800,
-        plan.heap_end + PAGE - 1,
-    ] {
+    for addr in [plan.heap_end, plan.heap_end + 0x800, plan.heap_end + PAGE - 1] {
         assert_eq!(access_at(&plan, addr), None, "{addr:#x}");
     }
     assert_eq!(access_at(&plan, plan.heap_end - 1), Some(Access::USER_RW));
-    assert_eq!(
-        access_at(&plan, plan.heap_end + PAGE),
-        Some(Access::USER_RW)
-    );
+    assert_eq!(access_at(&plan, plan.heap_end + PAGE), Some(Access::USER_RW));
     // Nothing at or beyond the end of memory.
     assert_eq!(access_at(&plan, 64 * MIB), None);
     assert_eq!(access_at(&plan, 64 * MIB - 1), Some(Access::USER_RW));
@@ -310,14 +213,7 @@ fn segment_rights_follow_elf_flags() {
         (0x10_0000, 0x1000, RX),
         (0x10_1000, 0x1000, R),
         (0x10_2000, 0x1000, RW),
-        (
-            0x10_3000,
-            0x1000,
-            SegmentFlags {
-                write: true,
-                exec: true,
-            },
-        ),
+        (0x10_3000, 0x1000, SegmentFlags { write: true, exec: true }),
     ]);
     let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
     check_invariants(&plan);
@@ -329,12 +225,7 @@ fn segment_rights_follow_elf_flags() {
     assert_eq!(plan.heap_start, 0x10_4000);
     assert_eq!(access_at(&plan, 0x10_4000), Some(Access::USER_RW));
     // Every image region is user-accessible.
-    assert!(
-        plan.regions
-            .iter()
-            .filter(|r| r.start >= layout::IMAGE_BASE)
-            .all(|r| r.access.user)
-    );
+    assert!(plan.regions.iter().filter(|r| r.start >= layout::IMAGE_BASE).all(|r| r.access.user));
 }
 
 #[test]
@@ -343,11 +234,7 @@ fn unaligned_segments_are_widened_to_pages() {
     let img = image(&[(0x10_0010, 0x1ff0, RX), (0x10_5800, 0x100, RW)]);
     let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
     check_invariants(&plan);
-    assert!(plan.regions.contains(&Region {
-        start: 0x10_0000,
-        end: 0x10_2000,
-        access: USER_RX,
-    }));
+    assert!(plan.regions.contains(&Region { start: 0x10_0000, end: 0x10_2000, access: USER_RX }));
     assert!(plan.regions.contains(&Region {
         start: 0x10_5000,
         end: 0x10_6000,
@@ -374,21 +261,9 @@ fn segments_sharing_a_page_get_merged_rights() {
     assert_eq!(
         image_regions,
         vec![
-            Region {
-                start: 0x10_0000,
-                end: 0x10_1000,
-                access: USER_RX,
-            },
-            Region {
-                start: 0x10_1000,
-                end: 0x10_2000,
-                access: USER_RWX,
-            },
-            Region {
-                start: 0x10_2000,
-                end: 0x10_3000,
-                access: Access::USER_RW,
-            },
+            Region { start: 0x10_0000, end: 0x10_1000, access: USER_RX },
+            Region { start: 0x10_1000, end: 0x10_2000, access: USER_RWX },
+            Region { start: 0x10_2000, end: 0x10_3000, access: Access::USER_RW },
         ]
     );
     assert_eq!(plan.heap_start, 0x10_3000);
@@ -421,11 +296,7 @@ fn first_segment_entirely_in_a_shared_page() {
 
 #[test]
 fn second_segment_entirely_in_a_shared_page() {
-    let img = image(&[
-        (0x10_0000, 0x2800, RX),
-        (0x10_2800, 0x100, R),
-        (0x10_2900, 0x2700, RW),
-    ]);
+    let img = image(&[(0x10_0000, 0x2800, RX), (0x10_2800, 0x100, R), (0x10_2900, 0x2700, RW)]);
     let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
     check_invariants(&plan);
     assert_eq!(access_at(&plan, 0x10_0000), Some(USER_RX));
@@ -439,11 +310,7 @@ fn second_segment_entirely_in_a_shared_page() {
 
 #[test]
 fn three_segments_in_one_page() {
-    let img = image(&[
-        (0x10_0000, 0x100, RX),
-        (0x10_0100, 0x100, R),
-        (0x10_0200, 0x100, RW),
-    ]);
+    let img = image(&[(0x10_0000, 0x100, RX), (0x10_0100, 0x100, R), (0x10_0200, 0x100, RW)]);
     let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
     check_invariants(&plan);
     let image_regions: Vec<&Region> = plan
@@ -451,14 +318,7 @@ fn three_segments_in_one_page() {
         .iter()
         .filter(|r| r.start >= layout::IMAGE_BASE && r.end <= plan.heap_start)
         .collect();
-    assert_eq!(
-        image_regions,
-        vec![&Region {
-            start: 0x10_0000,
-            end: 0x10_1000,
-            access: USER_RWX,
-        }]
-    );
+    assert_eq!(image_regions, vec![&Region { start: 0x10_0000, end: 0x10_1000, access: USER_RWX }]);
 }
 
 #[test]
