@@ -47,6 +47,8 @@ pub struct BootInfo {
     pub devices: u64,
     /// 32 random bytes from the host, to seed the guest's random number generator.
     pub entropy: [u8; 32],
+    /// The network interface, if `devices` has [`crate::manifest::Device::Net`].
+    pub net: crate::net::NetInfo,
 }
 
 #[cfg(test)]
@@ -55,7 +57,7 @@ mod tests {
 
     #[test]
     fn boot_info_has_no_implicit_padding_and_fits_its_page() {
-        assert_eq!(core::mem::size_of::<BootInfo>(), 8 + 4 + 4 + 8 * 7 + 4 + 4 + 8 + 8 + 32);
+        assert_eq!(core::mem::size_of::<BootInfo>(), 8 + 4 + 4 + 8 * 7 + 4 + 4 + 8 + 8 + 32 + 32);
         assert!(core::mem::size_of::<BootInfo>() < 4096);
         const { assert!(ARGS_MAX > 7000) };
     }

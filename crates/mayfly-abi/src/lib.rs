@@ -32,6 +32,7 @@ pub mod console;
 pub mod hypercall;
 pub mod layout;
 pub mod manifest;
+pub mod net;
 pub mod status;
 
 pub use boot::BootInfo;

@@ -6,8 +6,10 @@
 //! diagnosis. Nothing here panics on guest input.
 
 use crate::guest_memory::GuestRam;
+use crate::net::Nic;
 use crate::outcome::Outcome;
 use mayfly_abi::hypercall::{EXIT_MESSAGE_MAX, HYPERCALL_PORT_BASE, WAIT_FOREVER};
+use mayfly_abi::manifest::Device;
 use mayfly_abi::{ExitArgs, ExitReason, Hypercall, Status, WaitArgs};
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,7 @@ pub fn dispatch(
     data: u32,
     size: usize,
     deadline: Option<(Instant, Duration)>,
+    nic: Option<&mut Nic>,
 ) -> Step {
     let Some(call) = Hypercall::from_port(port) else {
         return misbehaved(format!(
@@ -45,7 +48,7 @@ pub fn dispatch(
     let args = u64::from(data);
     match call {
         Hypercall::Exit => exit(ram, args),
-        Hypercall::Wait => wait(ram, args, deadline),
+        Hypercall::Wait => wait(ram, args, deadline, nic),
         Hypercall::ConsoleFlush => Step::Continue,
     }
 }
@@ -85,31 +88,56 @@ fn read_message(ram: &GuestRam, addr: u64, len: u32) -> String {
     String::from_utf8_lossy(&bytes).chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
-fn wait(ram: &GuestRam, addr: u64, deadline: Option<(Instant, Duration)>) -> Step {
+fn wait(
+    ram: &GuestRam,
+    addr: u64,
+    deadline: Option<(Instant, Duration)>,
+    mut nic: Option<&mut Nic>,
+) -> Step {
     let mut args: WaitArgs = match read_args(ram, Hypercall::Wait, addr) {
         Ok(args) => args,
         Err(step) => return step,
     };
-    if args.timeout_ns == WAIT_FOREVER {
-        // No device exists yet that could wake the guest.
+    let start = Instant::now();
+    // A timeout too large to represent is no deadline at all.
+    let guest_until = match args.timeout_ns {
+        WAIT_FOREVER => None,
+        ns => start.checked_add(Duration::from_nanos(ns)),
+    };
+    if guest_until.is_none() && nic.is_none() {
         return misbehaved("guest waits forever with no device to wake it (deadlock)".into());
     }
-    let mut sleep = Duration::from_nanos(args.timeout_ns);
-    if let Some((at, _)) = deadline {
-        sleep = sleep.min(at.saturating_duration_since(Instant::now()));
-    }
-    if !sleep.is_zero() {
-        std::thread::sleep(sleep);
-    }
-    if let Some((at, after)) = deadline
-        && Instant::now() >= at
-    {
-        return Step::Stop(Outcome::TimedOut(after));
-    }
-    args.ready = 0;
-    args.status = Status::Ok as i32;
-    match ram.write(addr, args) {
-        Ok(()) => Step::Continue,
-        Err(bad) => misbehaved(format!("hypercall Wait: {bad}")),
+    let until = match (guest_until, deadline) {
+        (Some(g), Some((d, _))) => Some(g.min(d)),
+        (g, d) => g.or(d.map(|(d, _)| d)),
+    };
+    loop {
+        let mut ready = 0;
+        if let Some(nic) = nic.as_deref_mut() {
+            match nic.pump(ram) {
+                Ok(true) => ready |= 1 << Device::Net as u32,
+                Ok(false) => {}
+                Err(e) => return misbehaved(e.to_string()),
+            }
+        }
+        let now = Instant::now();
+        if let Some((at, after)) = deadline
+            && now >= at
+        {
+            return Step::Stop(Outcome::TimedOut(after));
+        }
+        if ready != 0 || until.is_some_and(|u| now >= u) {
+            args.ready = ready;
+            args.status = Status::Ok as i32;
+            return match ram.write(addr, args) {
+                Ok(()) => Step::Continue,
+                Err(bad) => misbehaved(format!("hypercall Wait: {bad}")),
+            };
+        }
+        let remaining = until.map_or(Duration::from_secs(60), |u| u.saturating_duration_since(now));
+        match nic.as_deref_mut() {
+            Some(nic) => nic.block(remaining),
+            None => std::thread::sleep(remaining),
+        }
     }
 }

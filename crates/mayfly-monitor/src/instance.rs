@@ -8,11 +8,15 @@ use crate::boot_args::{ArgsBlock, ArgsError};
 use crate::guest_memory::{BadRange, GuestRam, MapError};
 use crate::image::{Image, ImageError};
 use crate::kvm::{KvmError, KvmVm};
+use crate::net::rings::RingError;
+use crate::net::{NetConfig, NetError, Nic};
 use crate::paging::{self, TooManyTables};
 use crate::plan::{MemoryPlan, PlanError};
 use crate::{cpu, sys};
 use linux_loader::loader::KernelLoader;
 use mayfly_abi::boot::BOOT_MAGIC;
+use mayfly_abi::manifest::Device;
+use mayfly_abi::net::NetInfo;
 use mayfly_abi::{ABI_VERSION, BootInfo, layout};
 use std::io::Cursor;
 use std::time::Duration;
@@ -28,6 +32,9 @@ pub struct VmConfig {
     pub args: Vec<String>,
     /// Environment entries.
     pub env: Vec<(String, String)>,
+    /// How to connect the NIC, for images that declare one (default: user-mode networking with
+    /// nothing published).
+    pub net: Option<NetConfig>,
 }
 
 /// Why a guest could not be booted.
@@ -51,6 +58,15 @@ pub enum BootError {
     Write(#[from] BadRange),
     #[error("reading host entropy failed: {0}")]
     Entropy(std::io::Error),
+    #[error(
+        "the image declares no network device, so it cannot be given one (--net/--publish); \
+         build it with the `net` feature of the mayfly crate"
+    )]
+    NetNotDeclared,
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("setting up the NIC's rings failed: {0}")]
+    Rings(#[from] RingError),
 }
 
 /// A guest ready to run: memory loaded, vCPU at the entry point.
@@ -63,13 +79,20 @@ pub struct Instance {
     pub(crate) args: ArgsBlock,
     pub(crate) tsc_hz: u64,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) nic: Option<Nic>,
+    pub(crate) net_info: NetInfo,
+    pub(crate) entropy: [u8; 32],
 }
 
 impl Instance {
     /// Validates `image_bytes` against `config` and prepares the guest.
     pub fn prepare(image_bytes: &[u8], config: &VmConfig) -> Result<Instance, BootError> {
         let image = Image::parse(image_bytes)?;
-        let plan = MemoryPlan::new(&image, config.mem_size)?;
+        let wants_nic = image.manifest.wants(Device::Net);
+        if config.net.is_some() && !wants_nic {
+            return Err(BootError::NetNotDeclared);
+        }
+        let plan = MemoryPlan::new(&image, config.mem_size, wants_nic)?;
         let tables = paging::build(&plan)?;
         let args = ArgsBlock::encode(&config.args, &config.env)?;
 
@@ -84,6 +107,18 @@ impl Instance {
         ram.write_bytes(layout::FAULT_STUBS_ADDR, &cpu::fault_stubs())?;
         let args_addr = layout::BOOT_INFO_ADDR + std::mem::size_of::<BootInfo>() as u64;
         ram.write_bytes(args_addr, &args.bytes)?;
+
+        let mut entropy = [0u8; 32];
+        sys::fill_random(&mut entropy).map_err(BootError::Entropy)?;
+        let (nic, net_info) = match plan.net_rings {
+            Some(base) => {
+                let default = NetConfig::User { publish: Vec::new(), allow_host_ports: Vec::new() };
+                let mut nic = Nic::open(config.net.as_ref().unwrap_or(&default), &entropy)?;
+                let info = nic.attach(&ram, base)?;
+                (Some(nic), info)
+            }
+            None => (None, NetInfo::default()),
+        };
 
         let vm = KvmVm::new(&ram)?;
         let vcpu_err = |what| move |source| KvmError::Ioctl { what, source };
@@ -102,13 +137,14 @@ impl Instance {
             args,
             tsc_hz: u64::from(tsc_khz) * 1000,
             timeout: config.timeout,
+            nic,
+            net_info,
+            entropy,
         })
     }
 
     /// Writes the boot info, with the wall-clock time of this moment; called just before entry.
     pub(crate) fn write_boot_info(&self) -> Result<(), BootError> {
-        let mut entropy = [0u8; 32];
-        sys::fill_random(&mut entropy).map_err(BootError::Entropy)?;
         let wall_clock_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -127,8 +163,9 @@ impl Instance {
             args_len: u32::try_from(self.args.bytes.len()).unwrap_or(u32::MAX),
             envc: self.args.envc,
             console: layout::CONSOLE_ADDR,
-            devices: 0,
-            entropy,
+            devices: if self.nic.is_some() { 1 << Device::Net as u32 } else { 0 },
+            entropy: self.entropy,
+            net: self.net_info,
         };
         self.ram.write(layout::BOOT_INFO_ADDR, info)?;
         Ok(())
@@ -137,5 +174,10 @@ impl Instance {
     /// The validated image.
     pub fn image(&self) -> &Image {
         &self.image
+    }
+
+    /// The attached NIC, if any (its published addresses, its tap's name).
+    pub fn nic(&self) -> Option<&Nic> {
+        self.nic.as_ref()
     }
 }

@@ -13,6 +13,7 @@ pub mod hypercalls;
 pub mod image;
 pub mod instance;
 pub mod kvm;
+pub mod net;
 pub mod outcome;
 pub mod paging;
 pub mod plan;

@@ -80,6 +80,8 @@ pub struct MemoryPlan {
     pub heap_end: u64,
     /// One past the top of the stack (= `mem_size`).
     pub stack_top: u64,
+    /// Where the NIC's rings are, if the guest has a NIC.
+    pub net_rings: Option<u64>,
 }
 
 const fn page_down(addr: u64) -> u64 {
@@ -91,8 +93,9 @@ fn page_up(addr: u64) -> Option<u64> {
 }
 
 impl MemoryPlan {
-    /// Lays out `image` in `mem_size` bytes of guest memory.
-    pub fn new(image: &Image, mem_size: u64) -> Result<MemoryPlan, PlanError> {
+    /// Lays out `image` in `mem_size` bytes of guest memory, with room for the NIC's rings if
+    /// `nic`.
+    pub fn new(image: &Image, mem_size: u64, nic: bool) -> Result<MemoryPlan, PlanError> {
         if mem_size < layout::MIN_MEM_SIZE {
             return Err(PlanError::TooSmall(mem_size));
         }
@@ -104,9 +107,11 @@ impl MemoryPlan {
         }
         let stack_bottom = mem_size - layout::STACK_SIZE;
         let guard = stack_bottom - layout::PAGE_SIZE;
+        let rings_bytes = if nic { 2 * mayfly_abi::net::RING_BYTES } else { 0 };
+        let heap_end = guard.saturating_sub(rings_bytes);
         let too_large = PlanError::ImageTooLarge { end: image.end(), mem: mem_size };
         let heap_start = page_up(image.end()).ok_or(too_large.clone())?;
-        if heap_start > guard {
+        if heap_start > heap_end {
             return Err(too_large);
         }
 
@@ -126,11 +131,19 @@ impl MemoryPlan {
             },
         ];
         regions.extend(segment_regions(image));
+        // The heap and the NIC's rings are contiguous and have the same rights.
         if heap_start < guard {
             regions.push(Region { start: heap_start, end: guard, access: Access::USER_RW });
         }
         regions.push(Region { start: stack_bottom, end: mem_size, access: Access::USER_RW });
-        Ok(MemoryPlan { mem_size, regions, heap_start, heap_end: guard, stack_top: mem_size })
+        Ok(MemoryPlan {
+            mem_size,
+            regions,
+            heap_start,
+            heap_end,
+            stack_top: mem_size,
+            net_rings: nic.then_some(heap_end),
+        })
     }
 }
 

@@ -70,7 +70,14 @@ impl Instance {
                             deadline,
                         )
                     } else {
-                        hypercalls::dispatch(&self.ram, port, data, size, deadline)
+                        hypercalls::dispatch(
+                            &self.ram,
+                            port,
+                            data,
+                            size,
+                            deadline,
+                            self.nic.as_mut(),
+                        )
                     }
                 }
                 Exit::Interrupted => match deadline {
@@ -104,7 +111,13 @@ impl Instance {
             };
             match step {
                 Step::Continue => {}
-                Step::Stop(outcome) => break outcome,
+                Step::Stop(outcome) => {
+                    // Let the last frames the guest queued leave before it goes.
+                    if let Some(nic) = self.nic.as_mut() {
+                        let _ = nic.pump(&self.ram);
+                    }
+                    break outcome;
+                }
             }
         };
         if self.timeout.is_some() {
@@ -161,7 +174,7 @@ impl Instance {
     /// `mayfly_abi::hypercall`): if the faulting instruction is the guest's `out dx, eax` on a
     /// hypercall port, serve it and step the saved RIP past it; otherwise it is a real fault.
     fn trapped_hypercall(
-        &self,
+        &mut self,
         port: u16,
         data: u32,
         size: usize,
@@ -179,7 +192,7 @@ impl Instance {
         if self.ram.write_bytes(layout::FAULT_FRAME_RIP, &(rip + 1).to_le_bytes()).is_err() {
             return Step::Stop(self.fault(cpu::GP_VECTOR));
         }
-        hypercalls::dispatch(&self.ram, port, data, size, deadline)
+        hypercalls::dispatch(&self.ram, port, data, size, deadline, self.nic.as_mut())
     }
 
     /// Decodes the exception the stubs reported: the frame from the exception stack (whose

@@ -25,17 +25,39 @@ pub extern crate alloc;
 
 pub mod console;
 pub mod env;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "net")]
+pub mod net;
 mod platform;
 pub mod process;
 pub mod random;
+pub mod task;
 pub mod time;
 
 pub use mayfly_abi as abi;
 pub use process::exit;
+pub use task::{block_on, spawn};
 pub use time::wait;
 
 /// Devices this image asks the monitor for (recorded in the image's manifest).
-const DEVICES: u32 = 0;
+const DEVICES: u32 = if cfg!(feature = "net") { 1 << abi::manifest::Device::Net as u32 } else { 0 };
+
+/// Lets the network stack run; returns when it next needs to.
+fn net_poll() -> Option<time::Instant> {
+    #[cfg(feature = "net")]
+    return net::poll();
+    #[cfg(not(feature = "net"))]
+    None
+}
+
+/// Whether frames wait to be sent at the next exit.
+fn net_has_output() -> bool {
+    #[cfg(feature = "net")]
+    return net::has_output();
+    #[cfg(not(feature = "net"))]
+    false
+}
 
 /// What most applications want in scope.
 pub mod prelude {
@@ -48,12 +70,19 @@ pub mod prelude {
     pub use alloc::vec::Vec;
 }
 
-/// Names the application's main function: `mayfly::main!(main);`.
+/// Names the application's main function: `mayfly::main!(main);`, or for an `async fn main`,
+/// `mayfly::main!(async main);` (run by [`block_on`], with [`spawn`]ed tasks).
 ///
 /// The function takes no arguments (see [`env::args`]) and returns `()`, an `i32` exit status,
 /// or a `Result<(), E: Debug>` (an `Err` is printed and exits with status 1).
 #[macro_export]
 macro_rules! main {
+    (async $main:path) => {
+        #[unsafe(no_mangle)]
+        fn __mayfly_main() -> i32 {
+            $crate::process::Termination::report($crate::block_on($main()))
+        }
+    };
     ($main:path) => {
         #[unsafe(no_mangle)]
         fn __mayfly_main() -> i32 {

@@ -60,6 +60,10 @@ extern "C" fn _start(boot: *const BootInfo) -> ! {
     let heap_len = info.heap_end.saturating_sub(info.heap_start) as usize;
     *BOOT.lock() = Some(info);
     CONSOLE.store(info.console as usize, Ordering::Relaxed);
+    #[cfg(feature = "net")]
+    if info.devices & (1 << mayfly_abi::manifest::Device::Net as u64) != 0 {
+        nic::RINGS.store(info.net.rings as usize, Ordering::Relaxed);
+    }
     if heap_len > 0 {
         // SAFETY: [heap_start, heap_end) is guest memory that the monitor maps read-write for
         // the guest and that nothing else uses (it lies between the image and the stack guard).
@@ -167,6 +171,13 @@ const _: () = assert!(size_of::<ManifestNote>() == 12 + 8 + 8);
 #[unsafe(no_mangle)]
 extern "C" fn rust_eh_personality() {}
 
+/// Landing pads inlined from the precompiled `alloc` refer to this; with `panic = "abort"` no
+/// unwinding ever starts, so it is never reached.
+#[unsafe(no_mangle)]
+extern "C" fn _Unwind_Resume() -> ! {
+    exit(crate::process::PANIC_STATUS, mayfly_abi::ExitReason::Panic, b"unwinding is not supported")
+}
+
 // The memory functions the compiler emits calls to. Written with string instructions so that
 // the compiler cannot turn them back into calls to themselves.
 
@@ -241,4 +252,107 @@ unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     // SAFETY: same contract as memcmp.
     unsafe { memcmp(a, b, n) }
+}
+
+/// The NIC's rings (see `mayfly_abi::net`): the guest produces on TX and consumes on RX. The
+/// monitor touches them only while the guest is stopped in an exit, so plain volatile accesses
+/// suffice.
+#[cfg(feature = "net")]
+pub mod nic {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use mayfly_abi::net::{FRAME_MAX, RING_BYTES, RING_SLOTS, slot_addr};
+
+    /// Address of the RX ring (TX follows), or 0 without a NIC.
+    pub(super) static RINGS: AtomicUsize = AtomicUsize::new(0);
+
+    fn ring(tx: bool) -> Option<u64> {
+        let base = RINGS.load(Ordering::Relaxed) as u64;
+        (base != 0).then(|| if tx { base + RING_BYTES } else { base })
+    }
+
+    fn load(addr: u64) -> u32 {
+        // SAFETY: `addr` is a counter or length word inside the rings, which the monitor maps
+        // read-write for the guest for its whole life (BootInfo.net).
+        unsafe { core::ptr::read_volatile(addr as *const u32) }
+    }
+
+    fn store(addr: u64, value: u32) {
+        // SAFETY: as in `load`.
+        unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
+    }
+
+    /// Whether a NIC is attached.
+    pub fn attached() -> bool {
+        ring(false).is_some()
+    }
+
+    /// Frames waiting in RX.
+    pub fn rx_pending() -> u32 {
+        ring(false).map_or(0, |rx| load(rx).wrapping_sub(load(rx + 4)).min(RING_SLOTS))
+    }
+
+    /// Frames queued on TX that the monitor has not taken yet.
+    pub fn tx_pending() -> u32 {
+        ring(true).map_or(0, |tx| load(tx).wrapping_sub(load(tx + 4)).min(RING_SLOTS))
+    }
+
+    /// Hands the next received frame to `f` (an empty frame if none is waiting, which the
+    /// network stack drops).
+    pub fn rx_consume<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+        let Some(rx) = ring(false).filter(|_| rx_pending() > 0) else { return f(&[]) };
+        let tail = load(rx + 4);
+        let slot = slot_addr(rx, tail);
+        let len = (load(slot) as usize).min(FRAME_MAX);
+        // SAFETY: the slot's frame area is `FRAME_MAX` bytes inside the RX ring and `len` is
+        // clamped to it; the monitor does not write it while the guest runs, and the slice does
+        // not outlive `f`.
+        let frame = unsafe { core::slice::from_raw_parts((slot + 4) as *const u8, len) };
+        let result = f(frame);
+        store(rx + 4, tail.wrapping_add(1));
+        result
+    }
+
+    /// Whether TX has a free slot.
+    pub fn tx_has_room() -> bool {
+        ring(true).is_some() && tx_pending() < RING_SLOTS
+    }
+
+    /// Lets `f` fill a `len`-byte frame in the next TX slot and queues it. If TX is full or
+    /// `len` too large (callers check [`tx_has_room`] first), `f` fills scratch space and the
+    /// frame is dropped, as on a congested wire.
+    pub fn tx_produce<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let Some(tx) = ring(true).filter(|_| tx_has_room() && len <= FRAME_MAX) else {
+            return f(&mut crate::net::device::scratch(len));
+        };
+        let head = load(tx);
+        let slot = slot_addr(tx, head);
+        // SAFETY: the slot's frame area is `FRAME_MAX >= len` bytes inside the TX ring, which
+        // the monitor reads only during exits; the slice does not outlive `f`.
+        let frame = unsafe { core::slice::from_raw_parts_mut((slot + 4) as *mut u8, len) };
+        let result = f(frame);
+        // `len <= FRAME_MAX` fits a u32.
+        store(slot, len as u32);
+        store(tx, head.wrapping_add(1));
+        result
+    }
+}
+
+/// A global for the guest's single thread of execution: interior mutability without locks.
+pub(crate) struct Global<T>(core::cell::RefCell<T>);
+
+// SAFETY: a Mayfly guest has exactly one thread of execution and no interrupt or signal
+// handlers (exceptions stop the guest), so a `Global` is never accessed concurrently; the
+// `RefCell` still catches re-entrant access within that one thread.
+unsafe impl<T> Sync for Global<T> {}
+
+impl<T> Global<T> {
+    /// A global holding `value`.
+    pub(crate) const fn new(value: T) -> Global<T> {
+        Global(core::cell::RefCell::new(value))
+    }
+
+    /// Runs `f` with the value. Must not be re-entered from within `f`.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.0.borrow_mut())
+    }
 }

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use mayfly_monitor::image::MAX_IMAGE_SIZE;
+use mayfly_monitor::net::{NetConfig, Publish};
 use mayfly_monitor::{Instance, VmConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,9 +25,91 @@ pub struct Args {
     /// Print boot timings (CLOCK_MONOTONIC ns) to stderr when the guest stops.
     #[arg(long)]
     timings: bool,
+    /// Publish a guest TCP port on the host: `[ADDR:]HOST_PORT:GUEST_PORT` (ADDR defaults to
+    /// 127.0.0.1; HOST_PORT 0 picks a free port). No tap and no privileges needed.
+    #[arg(long, short = 'p', value_name = "[ADDR:]HOST:GUEST", value_parser = parse_publish)]
+    publish: Vec<Publish>,
+    /// Let the guest connect to this host loopback port, as 10.0.2.2:PORT (repeatable).
+    #[arg(long, value_name = "PORT")]
+    allow_host_port: Vec<u16>,
+    /// Connect the guest to a tap device instead (`tap` or `tap=NAME`); needs CAP_NET_ADMIN to
+    /// create it. Use with --ip.
+    #[arg(long, value_name = "tap[=NAME]", value_parser = parse_net)]
+    net: Option<TapSpec>,
+    /// The guest's address on the tap network, e.g. 10.0.0.2/24.
+    #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_cidr)]
+    ip: Option<([u8; 4], u8)>,
+    /// The guest's default gateway on the tap network.
+    #[arg(long, value_name = "ADDR")]
+    gateway: Option<std::net::Ipv4Addr>,
     /// Arguments for the guest.
     #[arg(last = true)]
     guest_args: Vec<String>,
+}
+
+fn parse_publish(spec: &str) -> Result<Publish, String> {
+    let bad = || format!("{spec:?} is not [ADDR:]HOST_PORT:GUEST_PORT (e.g. 8080:80)");
+    let (rest, guest) = spec.rsplit_once(':').ok_or_else(bad)?;
+    let guest_port: u16 = guest.parse().map_err(|_| bad())?;
+    let (addr, host) = match rest.rsplit_once(':') {
+        Some((addr, host)) => (addr.parse().map_err(|_| bad())?, host),
+        None => (std::net::Ipv4Addr::LOCALHOST, rest),
+    };
+    let host_port: u16 = host.parse().map_err(|_| bad())?;
+    if guest_port == 0 {
+        return Err(format!("{spec:?}: the guest port must not be 0"));
+    }
+    Ok(Publish { host: std::net::SocketAddr::from((addr, host_port)), guest_port })
+}
+
+/// `--net tap[=NAME]`: the tap's name, if given.
+#[derive(Debug, Clone)]
+struct TapSpec(Option<String>);
+
+fn parse_net(spec: &str) -> Result<TapSpec, String> {
+    match spec.split_once('=') {
+        None if spec == "tap" => Ok(TapSpec(None)),
+        Some(("tap", name)) if !name.is_empty() && name.len() < 16 => {
+            Ok(TapSpec(Some(name.to_owned())))
+        }
+        _ => Err(format!("{spec:?} is not `tap` or `tap=NAME` (NAME: at most 15 characters)")),
+    }
+}
+
+fn parse_cidr(spec: &str) -> Result<([u8; 4], u8), String> {
+    let bad = || format!("{spec:?} is not an IPv4 address with a prefix, e.g. 10.0.0.2/24");
+    let (addr, prefix) = spec.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| (1..=32).contains(p)).ok_or_else(bad)?;
+    Ok((addr.octets(), prefix))
+}
+
+fn net_config(args: &Args) -> Result<Option<NetConfig>> {
+    match &args.net {
+        Some(TapSpec(name)) => {
+            if !args.publish.is_empty() || !args.allow_host_port.is_empty() {
+                bail!(
+                    "--publish and --allow-host-port are for user-mode networking, not --net tap"
+                );
+            }
+            let (ip, prefix_len) =
+                args.ip.context("--net tap needs the guest's address: add --ip ADDR/PREFIX")?;
+            Ok(Some(NetConfig::Tap {
+                name: name.clone(),
+                ip,
+                prefix_len,
+                gateway: args.gateway.map(|g| g.octets()),
+            }))
+        }
+        None if args.ip.is_some() || args.gateway.is_some() => {
+            bail!("--ip and --gateway apply to --net tap; user-mode networking sets them itself")
+        }
+        None if args.publish.is_empty() && args.allow_host_port.is_empty() => Ok(None),
+        None => Ok(Some(NetConfig::User {
+            publish: args.publish.clone(),
+            allow_host_ports: args.allow_host_port.clone(),
+        })),
+    }
 }
 
 fn parse_env(entry: &str) -> Result<(String, String), String> {
@@ -59,13 +142,22 @@ pub fn execute(args: Args) -> Result<ExitCode> {
     } else {
         args.image.clone()
     };
+    let net = net_config(&args)?;
     let bytes = read_image(&image)?;
     let name = args.image.file_stem().map_or("guest".into(), |s| s.to_string_lossy().into_owned());
     let mut guest_args = vec![name];
-    guest_args.extend(args.guest_args);
-    let config = VmConfig { mem_size, timeout, args: guest_args, env: args.env };
+    guest_args.extend(args.guest_args.iter().cloned());
+    let config = VmConfig { mem_size, timeout, args: guest_args, env: args.env.clone(), net };
     let instance = Instance::prepare(&bytes, &config)
         .with_context(|| format!("cannot boot {}", image.display()))?;
+    if let Some(nic) = instance.nic() {
+        for (addr, publish) in nic.published.iter().zip(&args.publish) {
+            eprintln!("mayfly: publishing {addr} -> guest port {}", publish.guest_port);
+        }
+        if let Some(tap) = &nic.tap_name {
+            eprintln!("mayfly: guest attached to tap {tap}");
+        }
+    }
     let report = instance.run(&mut std::io::stdout().lock())?;
     if args.timings {
         let t = report.timings;

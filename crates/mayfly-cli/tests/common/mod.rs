@@ -106,3 +106,88 @@ pub fn probe(args: &[&str]) -> Run {
     require_kvm();
     run_image(&guest_image("tests/guests/probe"), &["--timeout", "10"], args)
 }
+
+/// A `mayfly run` in the background (killed when dropped), with its published address.
+pub struct Running {
+    child: std::process::Child,
+    /// The first published host address.
+    pub addr: std::net::SocketAddr,
+    stderr: std::sync::mpsc::Receiver<String>,
+    stdout: std::sync::Arc<Mutex<String>>,
+}
+
+impl Running {
+    /// Starts `mayfly run <image> <options> -- <guest_args>` and waits (at most 20 s) until the
+    /// monitor reports the address it publishes on.
+    pub fn start(image: &Path, options: &[&str], guest_args: &[&str]) -> Running {
+        use std::io::{BufRead, BufReader, Read};
+        require_kvm();
+        let mut cmd = mayfly();
+        cmd.arg("run").arg(image).args(options).arg("--").args(guest_args);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn mayfly run");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdout = std::sync::Arc::new(Mutex::new(String::new()));
+        let sink = stdout.clone();
+        let mut out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("mayfly run did not report a published address in 20 s")
+            });
+            if let Some(rest) = line.strip_prefix("mayfly: publishing ") {
+                break rest.split(' ').next().unwrap().parse().unwrap();
+            }
+        };
+        Running { child, addr, stderr: rx, stdout }
+    }
+
+    /// Everything the guest printed so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits for the monitor to exit (at most `limit`) and returns its status and stderr.
+    pub fn wait(mut self, limit: std::time::Duration) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let stderr: Vec<String> = self.stderr.try_iter().collect();
+                return (status.code(), stderr.join("\n"));
+            }
+            assert!(std::time::Instant::now() < deadline, "mayfly run did not exit in {limit:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGKILL to the monitor and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

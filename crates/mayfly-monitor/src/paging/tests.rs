@@ -33,7 +33,7 @@ fn typical_image() -> Image {
 }
 
 fn plan(mem_size: u64) -> MemoryPlan {
-    MemoryPlan::new(&typical_image(), mem_size).unwrap()
+    MemoryPlan::new(&typical_image(), mem_size, false).unwrap()
 }
 
 fn tables(plan: &MemoryPlan) -> PageTables {

@@ -82,18 +82,18 @@ fn check_invariants(plan: &MemoryPlan) {
 fn memory_too_small_is_refused() {
     let img = typical();
     for mem in [0, 2 * MIB, layout::MIN_MEM_SIZE - 2 * MIB, layout::MIN_MEM_SIZE - 1] {
-        assert_eq!(MemoryPlan::new(&img, mem), Err(PlanError::TooSmall(mem)));
+        assert_eq!(MemoryPlan::new(&img, mem, false), Err(PlanError::TooSmall(mem)));
     }
-    assert!(MemoryPlan::new(&img, layout::MIN_MEM_SIZE).is_ok());
+    assert!(MemoryPlan::new(&img, layout::MIN_MEM_SIZE, false).is_ok());
 }
 
 #[test]
 fn memory_too_large_is_refused() {
     let img = typical();
     for mem in [layout::MAX_MEM_SIZE + 2 * MIB, layout::MAX_MEM_SIZE + 1, 8 << 30, u64::MAX] {
-        assert_eq!(MemoryPlan::new(&img, mem), Err(PlanError::TooLarge(mem)));
+        assert_eq!(MemoryPlan::new(&img, mem, false), Err(PlanError::TooLarge(mem)));
     }
-    assert!(MemoryPlan::new(&img, layout::MAX_MEM_SIZE).is_ok());
+    assert!(MemoryPlan::new(&img, layout::MAX_MEM_SIZE, false).is_ok());
 }
 
 #[test]
@@ -105,9 +105,9 @@ fn memory_not_a_multiple_of_2_mib_is_refused() {
         65 * MIB,
         layout::MAX_MEM_SIZE - 1,
     ] {
-        assert_eq!(MemoryPlan::new(&img, mem), Err(PlanError::Unaligned(mem)));
+        assert_eq!(MemoryPlan::new(&img, mem, false), Err(PlanError::Unaligned(mem)));
     }
-    assert!(MemoryPlan::new(&img, 6 * MIB).is_ok());
+    assert!(MemoryPlan::new(&img, 6 * MIB, false).is_ok());
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn image_that_does_not_fit_is_refused() {
 
     // Up to the guard page exactly: fits, with an empty heap.
     let fits = image(&[(base, guard - base, RX)]);
-    let plan = MemoryPlan::new(&fits, mem).unwrap();
+    let plan = MemoryPlan::new(&fits, mem, false).unwrap();
     check_invariants(&plan);
     assert_eq!(plan.heap_start, guard);
     assert_eq!(plan.heap_end, guard);
@@ -127,16 +127,19 @@ fn image_that_does_not_fit_is_refused() {
     // One byte more reaches into the guard page.
     let end = guard + 1;
     let too_big = image(&[(base, end - base, RX)]);
-    assert_eq!(MemoryPlan::new(&too_big, mem), Err(PlanError::ImageTooLarge { end, mem }));
+    assert_eq!(MemoryPlan::new(&too_big, mem, false), Err(PlanError::ImageTooLarge { end, mem }));
 
     // Into the stack, and beyond memory.
     for end in [mem - layout::STACK_SIZE + 0x10, mem, mem + 64 * MIB] {
         let too_big = image(&[(base, 0x1000, RX), (base + 0x1000, end - base - 0x1000, RW)]);
-        assert_eq!(MemoryPlan::new(&too_big, mem), Err(PlanError::ImageTooLarge { end, mem }));
+        assert_eq!(
+            MemoryPlan::new(&too_big, mem, false),
+            Err(PlanError::ImageTooLarge { end, mem })
+        );
     }
 
     // A bigger guest takes the same image.
-    assert!(MemoryPlan::new(&too_big, 6 * MIB).is_ok());
+    assert!(MemoryPlan::new(&too_big, 6 * MIB, false).is_ok());
 }
 
 #[test]
@@ -144,7 +147,7 @@ fn image_ending_at_the_top_of_the_address_space_is_refused() {
     // Page-rounding its end would overflow: refused, not a panic.
     let img = image(&[(u64::MAX - 0xfff, 0xfff, RX)]);
     assert_eq!(
-        MemoryPlan::new(&img, 64 * MIB),
+        MemoryPlan::new(&img, 64 * MIB, false),
         Err(PlanError::ImageTooLarge { end: u64::MAX, mem: 64 * MIB })
     );
 }
@@ -153,7 +156,7 @@ fn image_ending_at_the_top_of_the_address_space_is_refused() {
 fn normal_plan_layout() {
     let mem = 64 * MIB;
     let img = typical();
-    let plan = MemoryPlan::new(&img, mem).unwrap();
+    let plan = MemoryPlan::new(&img, mem, false).unwrap();
     check_invariants(&plan);
     assert_eq!(plan.mem_size, mem);
     assert_eq!(plan.stack_top, mem);
@@ -186,7 +189,7 @@ fn normal_plan_layout() {
 
 #[test]
 fn unmapped_ranges() {
-    let plan = MemoryPlan::new(&typical(), 64 * MIB).unwrap();
+    let plan = MemoryPlan::new(&typical(), 64 * MIB, false).unwrap();
     // The null page.
     for addr in [0, 1, 0x800, PAGE - 1] {
         assert_eq!(access_at(&plan, addr), None, "{addr:#x}");
@@ -215,7 +218,7 @@ fn segment_rights_follow_elf_flags() {
         (0x10_2000, 0x1000, RW),
         (0x10_3000, 0x1000, SegmentFlags { write: true, exec: true }),
     ]);
-    let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
+    let plan = MemoryPlan::new(&img, 16 * MIB, false).unwrap();
     check_invariants(&plan);
     assert_eq!(access_at(&plan, 0x10_0000), Some(USER_RX));
     assert_eq!(access_at(&plan, 0x10_0fff), Some(USER_RX));
@@ -232,7 +235,7 @@ fn segment_rights_follow_elf_flags() {
 fn unaligned_segments_are_widened_to_pages() {
     // Segments that start and end mid-page, with gaps between them.
     let img = image(&[(0x10_0010, 0x1ff0, RX), (0x10_5800, 0x100, RW)]);
-    let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
+    let plan = MemoryPlan::new(&img, 16 * MIB, false).unwrap();
     check_invariants(&plan);
     assert!(plan.regions.contains(&Region { start: 0x10_0000, end: 0x10_2000, access: USER_RX }));
     assert!(plan.regions.contains(&Region {
@@ -250,7 +253,7 @@ fn unaligned_segments_are_widened_to_pages() {
 fn segments_sharing_a_page_get_merged_rights() {
     // Text ends mid-page and data starts in that same page.
     let img = image(&[(0x10_0000, 0x1800, RX), (0x10_1800, 0x1800, RW)]);
-    let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
+    let plan = MemoryPlan::new(&img, 16 * MIB, false).unwrap();
     check_invariants(&plan);
     let image_regions: Vec<Region> = plan
         .regions
@@ -274,7 +277,7 @@ fn merged_rights_keep_those_of_the_first_segment() {
     // Writable data first, then read-only code sharing its last page: the shared page must
     // stay writable (and become executable), not take the second segment's rights alone.
     let img = image(&[(0x10_0000, 0x1800, RW), (0x10_1800, 0x1800, RX)]);
-    let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
+    let plan = MemoryPlan::new(&img, 16 * MIB, false).unwrap();
     check_invariants(&plan);
     assert_eq!(access_at(&plan, 0x10_0000), Some(Access::USER_RW));
     assert_eq!(access_at(&plan, 0x10_1000), Some(USER_RWX));
@@ -286,7 +289,7 @@ fn merged_rights_keep_those_of_the_first_segment() {
 #[test]
 fn first_segment_entirely_in_a_shared_page() {
     let img = image(&[(0x10_0000, 0x800, RX), (0x10_0800, 0x1800, R)]);
-    let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
+    let plan = MemoryPlan::new(&img, 16 * MIB, false).unwrap();
     check_invariants(&plan);
     assert_eq!(access_at(&plan, 0x10_0000), Some(USER_RX));
     assert_eq!(access_at(&plan, 0x10_0fff), Some(USER_RX));
@@ -297,7 +300,7 @@ fn first_segment_entirely_in_a_shared_page() {
 #[test]
 fn second_segment_entirely_in_a_shared_page() {
     let img = image(&[(0x10_0000, 0x2800, RX), (0x10_2800, 0x100, R), (0x10_2900, 0x2700, RW)]);
-    let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
+    let plan = MemoryPlan::new(&img, 16 * MIB, false).unwrap();
     check_invariants(&plan);
     assert_eq!(access_at(&plan, 0x10_0000), Some(USER_RX));
     assert_eq!(access_at(&plan, 0x10_1fff), Some(USER_RX));
@@ -311,7 +314,7 @@ fn second_segment_entirely_in_a_shared_page() {
 #[test]
 fn three_segments_in_one_page() {
     let img = image(&[(0x10_0000, 0x100, RX), (0x10_0100, 0x100, R), (0x10_0200, 0x100, RW)]);
-    let plan = MemoryPlan::new(&img, 16 * MIB).unwrap();
+    let plan = MemoryPlan::new(&img, 16 * MIB, false).unwrap();
     check_invariants(&plan);
     let image_regions: Vec<&Region> = plan
         .regions
@@ -326,11 +329,11 @@ fn plans_hold_their_invariants_for_many_sizes() {
     let img = typical();
     let mut mem = layout::MIN_MEM_SIZE;
     while mem <= layout::MAX_MEM_SIZE {
-        let plan = MemoryPlan::new(&img, mem).unwrap();
+        let plan = MemoryPlan::new(&img, mem, false).unwrap();
         check_invariants(&plan);
         assert_eq!(plan.heap_start, 0x10_7000);
         mem += 126 * MIB;
     }
-    let plan = MemoryPlan::new(&img, layout::MAX_MEM_SIZE).unwrap();
+    let plan = MemoryPlan::new(&img, layout::MAX_MEM_SIZE, false).unwrap();
     check_invariants(&plan);
 }

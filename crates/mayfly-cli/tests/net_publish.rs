@@ -1,0 +1,184 @@
+//! User-mode networking (`--publish`, `--allow-host-port`): real guests, real TCP on loopback.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+fn echo() -> Running {
+    Running::start(&guest_image("examples/tcp-echo"), &["--publish", "0:7", "--timeout", "60"], &[])
+}
+
+fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to the published port");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+}
+
+fn round_trip(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
+    stream.write_all(message).unwrap();
+    let mut got = vec![0; message.len()];
+    stream.read_exact(&mut got).expect("echo reply");
+    got
+}
+
+#[test]
+fn echo_over_a_published_port() {
+    let server = echo();
+    let mut stream = connect(server.addr);
+    assert_eq!(round_trip(&mut stream, b"hello mayfly\n"), b"hello mayfly\n");
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(round_trip(&mut stream, &big), big, "200 KB survive the trip intact");
+    assert!(server.stdout().contains("tcp-echo: listening on port 7"));
+}
+
+#[test]
+fn a_connection_made_while_the_guest_boots_is_held_until_it_listens() {
+    // Connect at once: the monitor has published the port, the guest may not listen yet.
+    let server = echo();
+    let started = Instant::now();
+    let mut stream = connect(server.addr);
+    assert_eq!(round_trip(&mut stream, b"early\n"), b"early\n");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_hundred_concurrent_clients_each_get_their_own_answers() {
+    let server = echo();
+    let addr = server.addr;
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut stream = connect(addr);
+                for round in 0..5 {
+                    let message = format!("client {i} round {round}\n");
+                    assert_eq!(round_trip(&mut stream, message.as_bytes()), message.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client thread");
+    }
+}
+
+#[test]
+fn guest_connects_out_to_an_allowed_host_port_only() {
+    let host = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = host.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).unwrap();
+        (&stream).write_all(format!("host got {}", line).as_bytes()).unwrap();
+    });
+    let image = guest_image("tests/guests/netprobe");
+    let port_arg = port.to_string();
+    let run = run_image(
+        &image,
+        &["--allow-host-port", &port_arg, "--timeout", "20"],
+        &["connect", "10.0.2.2", &port_arg, "ping-from-guest"],
+    );
+    assert_eq!(run.status, Some(0), "stdout {} stderr {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("reply: host got ping-from-guest"), "{}", run.stdout);
+    server.join().unwrap();
+
+    // The same without permission is refused, and the guest sees the refusal.
+    let run = run_image(&image, &["--timeout", "20"], &["connect", "10.0.2.2", &port_arg, "x"]);
+    assert_eq!(run.status, Some(1), "stdout {} stderr {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("Error: ConnectionReset"), "{}", run.stdout);
+}
+
+#[test]
+fn stopping_the_monitor_ends_connected_clients_cleanly() {
+    let mut server = echo();
+    let mut clients: Vec<TcpStream> = (0..10).map(|_| connect(server.addr)).collect();
+    for c in &mut clients {
+        assert_eq!(round_trip(c, b"ping\n"), b"ping\n");
+    }
+    server.kill();
+    for c in &mut clients {
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => {}
+            Ok(n) => panic!("read {n} bytes from a dead server"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the client hung");
+    }
+}
+
+#[test]
+fn too_many_idle_connections_are_refused_not_fatal() {
+    let server = echo();
+    // More than the guest's socket limit (512): the excess is closed, the rest still work.
+    let mut open = Vec::new();
+    for _ in 0..700 {
+        open.push(connect(server.addr));
+    }
+    let mut served = 0;
+    let mut refused = 0;
+    for stream in &mut open {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        match stream.write_all(b"?").and_then(|()| {
+            let mut b = [0u8; 1];
+            stream.read(&mut b)
+        }) {
+            Ok(1) => served += 1,
+            Ok(_) | Err(_) => refused += 1,
+        }
+    }
+    assert!(served >= 400, "served {served}, refused {refused}");
+    assert!(refused >= 100, "served {served}, refused {refused}");
+    drop(open);
+    // Once they are gone, a new client is served again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut stream = connect(server.addr);
+        if stream.write_all(b"again").is_ok() {
+            let mut got = [0u8; 5];
+            if stream.read_exact(&mut got).is_ok() {
+                assert_eq!(&got, b"again");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the guest never recovered");
+    }
+}
+
+#[test]
+fn publishing_for_an_image_without_a_nic_is_refused() {
+    let hello = guest_image("examples/hello");
+    let run = run_image(&hello, &["--publish", "0:80"], &[]);
+    assert_eq!(run.status, Some(125));
+    run.assert_one_line_error("the image declares no network device");
+}
+
+#[test]
+fn bad_network_options_are_refused() {
+    let echo_image = guest_image("examples/tcp-echo");
+    for (options, needle) in [
+        (&["--publish", "80"][..], "is not [ADDR:]HOST_PORT:GUEST_PORT"),
+        (&["--publish", "0:0"][..], "the guest port must not be 0"),
+        (&["--net", "wire"][..], "is not `tap` or `tap=NAME`"),
+        (&["--net", "tap"][..], "--net tap needs the guest's address"),
+        (&["--ip", "10.0.0.2/24"][..], "--ip and --gateway apply to --net tap"),
+        (&["--net", "tap", "--ip", "10.0.0.2"][..], "is not an IPv4 address with a prefix"),
+    ] {
+        let run = run_image(&echo_image, options, &[]);
+        assert_ne!(run.status, Some(0), "{options:?}");
+        assert!(run.stderr.contains(needle), "{options:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn a_taken_host_port_is_a_clear_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = format!("{}:7", taken.local_addr().unwrap().port());
+    let run = run_image(&guest_image("examples/tcp-echo"), &["--publish", &spec], &[]);
+    assert_eq!(run.status, Some(125));
+    run.assert_one_line_error("choose another host port");
+}

@@ -1,0 +1,162 @@
+//! The virtual NIC: the guest's rings on one side, a backend (tap or user-mode) on the other.
+//!
+//! The monitor is single-threaded: frames move when the guest exits. In the `Wait` hypercall
+//! the NIC sends what the guest queued, delivers what arrived, and, if there is nothing for the
+//! guest yet, blocks in `poll(2)` on the backend's descriptors until something arrives or the
+//! guest's deadline passes. So a request/response exchange costs the guest one exit.
+
+pub mod rings;
+pub mod tap;
+pub mod usernet;
+
+use crate::guest_memory::GuestRam;
+use mayfly_abi::net::{MTU, NetInfo, RING_SLOTS};
+use rings::{RingError, Rings};
+use std::time::{Duration, Instant};
+
+pub use usernet::Publish;
+
+/// The host side of the NIC.
+pub trait Backend {
+    /// Sends one frame the guest transmitted.
+    fn send(&mut self, frame: &[u8]);
+    /// Does pending work and offers frames for the guest to `deliver`, which returns false when
+    /// the guest's RX ring is full (the backend keeps the frame for later).
+    fn receive(&mut self, now: Instant, deliver: &mut dyn FnMut(&[u8]) -> bool);
+    /// Descriptors whose readiness means there is work.
+    fn poll_fds(&self, fds: &mut Vec<libc::pollfd>);
+    /// When the backend next needs to run even without I/O (protocol timers).
+    fn next_timer(&mut self, now: Instant) -> Option<Duration>;
+}
+
+/// How the guest's network is connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetConfig {
+    /// User-mode networking: published ports and allowed host ports, no privileges needed.
+    User {
+        /// Host ports carried to guest ports.
+        publish: Vec<Publish>,
+        /// Host loopback ports the guest may connect to (as `10.0.2.2:<port>`).
+        allow_host_ports: Vec<u16>,
+    },
+    /// A tap device, with a static address for the guest.
+    Tap {
+        /// The tap's name (created if missing); `None` lets the kernel choose.
+        name: Option<String>,
+        /// The guest's IPv4 address.
+        ip: [u8; 4],
+        /// Its prefix length.
+        prefix_len: u8,
+        /// The default gateway, if any.
+        gateway: Option<[u8; 4]>,
+    },
+}
+
+/// Why the NIC could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(
+        "cannot open tap device {name}: {source}; creating a tap needs root or CAP_NET_ADMIN \
+         (or a persistent tap owned by you: `ip tuntap add dev <name> mode tap user $USER`)"
+    )]
+    Tap { name: String, source: std::io::Error },
+    #[error("{0}; choose another host port")]
+    Listen(std::io::Error),
+}
+
+/// An attached NIC.
+pub struct Nic {
+    backend: Box<dyn Backend>,
+    rings: Option<Rings>,
+    info: NetInfo,
+    /// Host addresses listened on (user-mode networking).
+    pub published: Vec<std::net::SocketAddr>,
+    /// The tap's name (tap networking).
+    pub tap_name: Option<String>,
+}
+
+impl Nic {
+    /// Opens the backend. The rings are placed later ([`Nic::attach`]), once memory exists.
+    pub fn open(config: &NetConfig, entropy: &[u8; 32]) -> Result<Nic, NetError> {
+        match config {
+            NetConfig::User { publish, allow_host_ports } => {
+                let net =
+                    usernet::UserNet::new(publish, allow_host_ports).map_err(NetError::Listen)?;
+                let published = net.local_addrs();
+                let info = NetInfo {
+                    mac: usernet::GUEST_MAC,
+                    ipv4: usernet::GUEST_IP,
+                    prefix_len: usernet::PREFIX_LEN,
+                    gateway: usernet::HOST_IP,
+                    ..NetInfo::default()
+                };
+                Ok(Nic { backend: Box::new(net), rings: None, info, published, tap_name: None })
+            }
+            NetConfig::Tap { name, ip, prefix_len, gateway } => {
+                let tap = tap::Tap::open(name.as_deref()).map_err(|source| NetError::Tap {
+                    name: name.clone().unwrap_or_else(|| "mayfly%d".into()),
+                    source,
+                })?;
+                // A random, locally administered, unicast MAC.
+                let mut mac = [0x02, 0, 0, 0, 0, 0];
+                for (dst, src) in mac.iter_mut().skip(1).zip(entropy.iter().skip(20)) {
+                    *dst = *src;
+                }
+                let info = NetInfo {
+                    mac,
+                    ipv4: *ip,
+                    prefix_len: *prefix_len,
+                    gateway: gateway.unwrap_or_default(),
+                    ..NetInfo::default()
+                };
+                let tap_name = Some(tap.name().to_owned());
+                Ok(Nic {
+                    backend: Box::new(tap),
+                    rings: None,
+                    info,
+                    published: Vec::new(),
+                    tap_name,
+                })
+            }
+        }
+    }
+
+    /// Places the rings at `base` in guest memory; returns what the guest is told.
+    pub fn attach(&mut self, ram: &GuestRam, base: u64) -> Result<NetInfo, RingError> {
+        self.rings = Some(Rings::new(ram, base)?);
+        self.info.rings = base;
+        self.info.mtu = MTU;
+        self.info.ring_slots = RING_SLOTS;
+        Ok(self.info)
+    }
+
+    /// Sends what the guest queued and delivers what arrived; returns whether RX holds frames.
+    pub fn pump(&mut self, ram: &GuestRam) -> Result<bool, RingError> {
+        let Some(rings) = self.rings.as_mut() else { return Ok(false) };
+        let backend = &mut self.backend;
+        rings.drain_tx(ram, |frame| backend.send(frame))?;
+        let mut failure = None;
+        backend.receive(Instant::now(), &mut |frame| match rings.push_rx(ram, frame) {
+            Ok(pushed) => pushed,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(rings.rx_pending(ram)? > 0)
+    }
+
+    /// Blocks until the backend has work or `timeout` passes.
+    pub fn block(&mut self, timeout: Duration) {
+        let mut fds = Vec::new();
+        self.backend.poll_fds(&mut fds);
+        let timeout = match self.backend.next_timer(Instant::now()) {
+            Some(timer) => timeout.min(timer),
+            None => timeout,
+        };
+        let _ = crate::sys::poll(&mut fds, timeout);
+    }
+}

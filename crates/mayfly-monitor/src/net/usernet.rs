@@ -1,0 +1,480 @@
+//! User-mode networking: no tap, no root. The monitor itself is the guest's only peer.
+//!
+//! The guest sees an Ethernet link to a host at [`HOST_IP`] (its gateway), with its own address
+//! [`GUEST_IP`]/24. On the monitor's side of that link runs a smoltcp stack. For every published
+//! port (`--publish <host port>:<guest port>`), the monitor listens on the host; each accepted
+//! connection is carried to the guest by a smoltcp TCP connection to the guest's port, bytes
+//! spliced both ways. A guest may connect out to `HOST_IP:<port>` only for ports the user allowed
+//! (`--allow-host-port <port>`): those connections are carried to `127.0.0.1:<port>` on the host.
+//! Every other connection attempt is refused (RST) by the stack.
+//!
+//! A host connection that arrives before the guest listens (it is still booting) is held, and
+//! its connection to the guest retried, for up to [`HOLD`]: a client may connect as soon as the
+//! monitor starts, and its request is answered as soon as the guest is ready. The same holds a
+//! burst of connections that overflows the guest's backlog for a moment. Retries are spaced by
+//! [`RETRY`].
+
+use super::Backend;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant as NetInstant;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpAddress, IpCidr,
+    IpProtocol, Ipv4Address, Ipv4Packet, TcpPacket,
+};
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// The guest's address on the user-mode link.
+pub const GUEST_IP: [u8; 4] = [10, 0, 2, 15];
+/// The host's (the monitor's) address on the link: the guest's gateway.
+pub const HOST_IP: [u8; 4] = [10, 0, 2, 2];
+/// Prefix length of the link.
+pub const PREFIX_LEN: u8 = 24;
+/// The guest's MAC address on the link.
+pub const GUEST_MAC: [u8; 6] = [0x02, 0x4d, 0x46, 0x00, 0x00, 0x0f];
+const HOST_MAC: [u8; 6] = [0x02, 0x4d, 0x46, 0x00, 0x00, 0x02];
+/// Connections carried at once; further host connections are closed at once.
+const MAX_CONNECTIONS: usize = 1024;
+/// Frames queued for the guest while its RX ring is full; beyond this they are dropped (TCP
+/// retransmits).
+const MAX_QUEUED_FRAMES: usize = 4096;
+const SOCKET_BUFFER: usize = 64 * 1024;
+/// How long a host connection is held while the guest refuses it (not listening yet).
+pub const HOLD: Duration = Duration::from_secs(5);
+/// Pause between connection attempts to a guest that refused.
+pub const RETRY: Duration = Duration::from_millis(10);
+
+/// A published port: host address to listen on, guest port to carry connections to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publish {
+    /// Where the monitor listens.
+    pub host: SocketAddr,
+    /// The guest's port.
+    pub guest_port: u16,
+}
+
+/// Frames between the monitor's stack and the guest's rings.
+#[derive(Default)]
+struct Link {
+    from_guest: VecDeque<Vec<u8>>,
+    to_guest: VecDeque<Vec<u8>>,
+}
+
+struct LinkRx(Vec<u8>);
+struct LinkTx<'a>(&'a mut VecDeque<Vec<u8>>);
+
+impl smoltcp::phy::RxToken for LinkRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl smoltcp::phy::TxToken for LinkTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0; len];
+        let result = f(&mut frame);
+        if self.0.len() < MAX_QUEUED_FRAMES {
+            self.0.push_back(frame);
+        }
+        result
+    }
+}
+
+impl Device for Link {
+    type RxToken<'a> = LinkRx;
+    type TxToken<'a> = LinkTx<'a>;
+
+    fn receive(&mut self, _: NetInstant) -> Option<(LinkRx, LinkTx<'_>)> {
+        let frame = self.from_guest.pop_front()?;
+        Some((LinkRx(frame), LinkTx(&mut self.to_guest)))
+    }
+
+    fn transmit(&mut self, _: NetInstant) -> Option<LinkTx<'_>> {
+        Some(LinkTx(&mut self.to_guest))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = 14 + mayfly_abi::net::MTU as usize;
+        caps
+    }
+}
+
+/// One TCP connection carried between a host socket and the guest.
+struct Splice {
+    host: TcpStream,
+    socket: SocketHandle,
+    /// Bytes received from the guest, not yet written to the host.
+    to_host: Vec<u8>,
+    host_read_closed: bool,
+    host_write_closed: bool,
+    /// The guest side was ever established.
+    established: bool,
+    /// For connections from the host: the guest port, and when the host connected.
+    inbound: Option<(u16, Instant)>,
+    /// When to try the guest again after a refusal.
+    retry_at: Option<Instant>,
+}
+
+/// What became of a connection after moving its bytes.
+enum Progress {
+    Open,
+    Finished,
+    /// The guest refused it before it was ever established.
+    Refused,
+}
+
+/// The user-mode network.
+pub struct UserNet {
+    link: Link,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    listeners: Vec<(TcpListener, u16)>,
+    allowed_host_ports: Vec<u16>,
+    /// Listening sockets for guest-initiated connections, by host port.
+    outbound_listeners: Vec<(SocketHandle, u16)>,
+    splices: Vec<Splice>,
+    next_port: u16,
+    started: Instant,
+    buf: Vec<u8>,
+}
+
+fn net_now(started: Instant) -> NetInstant {
+    NetInstant::from_micros(i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX))
+}
+
+fn new_socket() -> tcp::Socket<'static> {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; SOCKET_BUFFER]),
+        tcp::SocketBuffer::new(vec![0; SOCKET_BUFFER]),
+    );
+    socket.set_nagle_enabled(false);
+    socket
+}
+
+impl UserNet {
+    /// Listens on every published port (failing if one is taken) and sets up the link.
+    pub fn new(publish: &[Publish], allowed_host_ports: &[u16]) -> std::io::Result<UserNet> {
+        let mut listeners = Vec::new();
+        for p in publish {
+            let listener = TcpListener::bind(p.host).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", p.host))
+            })?;
+            listener.set_nonblocking(true)?;
+            listeners.push((listener, p.guest_port));
+        }
+        let mut link = Link::default();
+        let started = Instant::now();
+        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(HOST_MAC)));
+        let mut iface = Interface::new(config, &mut link, net_now(started));
+        iface.update_ip_addrs(|addrs| {
+            let _ =
+                addrs.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::from(HOST_IP)), PREFIX_LEN));
+        });
+        Ok(UserNet {
+            link,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            listeners,
+            allowed_host_ports: allowed_host_ports.to_vec(),
+            outbound_listeners: Vec::new(),
+            splices: Vec::new(),
+            next_port: 49152,
+            started,
+            buf: vec![0; SOCKET_BUFFER],
+        })
+    }
+
+    /// The host addresses actually listened on (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
+    }
+
+    fn ephemeral_port(&mut self) -> u16 {
+        self.next_port = if self.next_port == u16::MAX { 49152 } else { self.next_port + 1 };
+        self.next_port
+    }
+
+    /// Accepts host connections on published ports and starts carrying them to the guest.
+    fn accept(&mut self) {
+        for index in 0..self.listeners.len() {
+            while let Some((listener, guest_port)) = self.listeners.get(index) {
+                let guest_port = *guest_port;
+                let Ok((stream, _)) = listener.accept() else { break };
+                if self.splices.len() >= MAX_CONNECTIONS || stream.set_nonblocking(true).is_err() {
+                    let _ = stream.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                let local = self.ephemeral_port();
+                let mut socket = new_socket();
+                let remote = (IpAddress::Ipv4(Ipv4Address::from(GUEST_IP)), guest_port);
+                if socket.connect(self.iface.context(), remote, local).is_err() {
+                    continue;
+                }
+                let socket = self.sockets.add(socket);
+                self.splices.push(Splice {
+                    host: stream,
+                    socket,
+                    to_host: Vec::new(),
+                    host_read_closed: false,
+                    host_write_closed: false,
+                    established: false,
+                    inbound: Some((guest_port, Instant::now())),
+                    retry_at: None,
+                });
+            }
+        }
+    }
+
+    /// For a guest SYN to an allowed host port, makes sure a socket listens for it.
+    fn prepare_outbound(&mut self, frame: &[u8]) {
+        let Some(port) = syn_to_host_port(frame) else { return };
+        if !self.allowed_host_ports.contains(&port)
+            || self.outbound_listeners.iter().any(|(_, p)| *p == port)
+            || self.splices.len() >= MAX_CONNECTIONS
+        {
+            return;
+        }
+        let mut socket = new_socket();
+        if socket.listen(port).is_ok() {
+            let handle = self.sockets.add(socket);
+            self.outbound_listeners.push((handle, port));
+        }
+    }
+
+    /// Turns established outbound connections into splices to `127.0.0.1:<port>`.
+    fn connect_outbound(&mut self) {
+        let mut index = 0;
+        while let Some(&(handle, port)) = self.outbound_listeners.get(index) {
+            let state = self.sockets.get::<tcp::Socket>(handle).state();
+            if matches!(state, tcp::State::Listen | tcp::State::SynReceived) {
+                index += 1;
+                continue;
+            }
+            self.outbound_listeners.swap_remove(index);
+            let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let stream = TcpStream::connect_timeout(&target, Duration::from_secs(1))
+                .and_then(|s| s.set_nonblocking(true).map(|()| s));
+            match stream {
+                Ok(host) => {
+                    let _ = host.set_nodelay(true);
+                    self.splices.push(Splice {
+                        host,
+                        socket: handle,
+                        to_host: Vec::new(),
+                        host_read_closed: false,
+                        host_write_closed: false,
+                        established: true,
+                        inbound: None,
+                        retry_at: None,
+                    });
+                }
+                Err(_) => {
+                    self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                    self.sockets.remove(handle);
+                }
+            }
+        }
+    }
+
+    /// Moves bytes both ways on every connection and retires finished ones.
+    fn splice(&mut self) {
+        let mut index = 0;
+        while let Some(splice) = self.splices.get_mut(index) {
+            let socket = self.sockets.get_mut::<tcp::Socket>(splice.socket);
+            let progress = pump_connection(splice, socket, &mut self.buf);
+            let now = Instant::now();
+            let gave_up = !splice.established
+                && splice.inbound.is_some_and(|(_, since)| since.elapsed() >= HOLD);
+            let retry = match (progress, splice.inbound) {
+                (Progress::Open, _) if !gave_up => {
+                    index += 1;
+                    continue;
+                }
+                (Progress::Refused, Some((port, since))) if since.elapsed() < HOLD => {
+                    match splice.retry_at {
+                        Some(at) if now >= at => Some(port),
+                        Some(_) => {
+                            index += 1;
+                            continue;
+                        }
+                        None => {
+                            splice.retry_at = Some(now + RETRY);
+                            index += 1;
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            if let Some(port) = retry {
+                splice.retry_at = None;
+                self.next_port =
+                    if self.next_port == u16::MAX { 49152 } else { self.next_port + 1 };
+                let remote = (IpAddress::Ipv4(Ipv4Address::from(GUEST_IP)), port);
+                if socket.connect(self.iface.context(), remote, self.next_port).is_ok() {
+                    index += 1;
+                    continue;
+                }
+            }
+            let splice = self.splices.swap_remove(index);
+            let _ = splice.host.shutdown(Shutdown::Both);
+            self.sockets.remove(splice.socket);
+        }
+    }
+
+    fn process(&mut self) {
+        let now = net_now(self.started);
+        self.iface.poll(now, &mut self.link, &mut self.sockets);
+        self.accept();
+        self.connect_outbound();
+        self.splice();
+        self.iface.poll(now, &mut self.link, &mut self.sockets);
+    }
+}
+
+/// Carries bytes between the host stream and the guest socket.
+fn pump_connection(s: &mut Splice, socket: &mut tcp::Socket<'static>, buf: &mut [u8]) -> Progress {
+    if socket.state() == tcp::State::Established {
+        s.established = true;
+    }
+    // Guest refused or reset the connection, or it fully closed.
+    if matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait) {
+        if !s.established {
+            return Progress::Refused;
+        }
+        flush_to_host(s);
+        return if s.to_host.is_empty() { Progress::Finished } else { Progress::Open };
+    }
+    // Host -> guest.
+    while !s.host_read_closed && socket.can_send() {
+        let room = socket.send_capacity() - socket.send_queue();
+        let Some(chunk) = buf.get_mut(..room.min(buf.len())) else { break };
+        if chunk.is_empty() {
+            break;
+        }
+        match s.host.read(chunk) {
+            Ok(0) => {
+                s.host_read_closed = true;
+                socket.close();
+            }
+            Ok(n) => {
+                let _ = socket.send_slice(chunk.get(..n).unwrap_or_default());
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => {
+                socket.abort();
+                return Progress::Finished;
+            }
+        }
+    }
+    // Guest -> host.
+    flush_to_host(s);
+    while s.to_host.is_empty() && socket.can_recv() {
+        match socket.recv_slice(buf) {
+            Ok(n) if n > 0 => {
+                s.to_host.extend_from_slice(buf.get(..n).unwrap_or_default());
+                flush_to_host(s);
+            }
+            _ => break,
+        }
+    }
+    // The guest sent FIN and everything it sent reached the host: close the host's write side.
+    if !socket.may_recv() && s.to_host.is_empty() && !s.host_write_closed && s.established {
+        let _ = s.host.shutdown(Shutdown::Write);
+        s.host_write_closed = true;
+    }
+    Progress::Open
+}
+
+fn flush_to_host(s: &mut Splice) {
+    while !s.to_host.is_empty() {
+        match s.host.write(&s.to_host) {
+            Ok(0) => break,
+            Ok(n) => {
+                s.to_host.drain(..n.min(s.to_host.len()));
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(_) => {
+                s.to_host.clear();
+                s.host_write_closed = true;
+                break;
+            }
+        }
+    }
+}
+
+/// The destination port of a TCP SYN (without ACK) from the guest to the host, if `frame` is one.
+fn syn_to_host_port(frame: &[u8]) -> Option<u16> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp || ip.dst_addr() != Ipv4Address::from(HOST_IP) {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    (tcp.syn() && !tcp.ack()).then(|| tcp.dst_port())
+}
+
+impl Backend for UserNet {
+    fn send(&mut self, frame: &[u8]) {
+        self.prepare_outbound(frame);
+        if self.link.from_guest.len() < MAX_QUEUED_FRAMES {
+            self.link.from_guest.push_back(frame.to_vec());
+        }
+    }
+
+    fn receive(&mut self, _now: Instant, deliver: &mut dyn FnMut(&[u8]) -> bool) {
+        self.process();
+        while let Some(frame) = self.link.to_guest.front() {
+            if !deliver(frame) {
+                return;
+            }
+            self.link.to_guest.pop_front();
+        }
+    }
+
+    fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
+        for (listener, _) in &self.listeners {
+            fds.push(libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        for s in &self.splices {
+            let mut events = 0;
+            if !s.host_read_closed {
+                events |= libc::POLLIN;
+            }
+            if !s.to_host.is_empty() {
+                events |= libc::POLLOUT;
+            }
+            fds.push(libc::pollfd { fd: s.host.as_raw_fd(), events, revents: 0 });
+        }
+    }
+
+    fn next_timer(&mut self, now: Instant) -> Option<Duration> {
+        let stack = self
+            .iface
+            .poll_delay(net_now(self.started), &self.sockets)
+            .map(|d| Duration::from_micros(d.total_micros()));
+        let retry = self
+            .splices
+            .iter()
+            .filter_map(|s| s.retry_at)
+            .min()
+            .map(|at| at.saturating_duration_since(now));
+        match (stack, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
