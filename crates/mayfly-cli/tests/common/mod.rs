@@ -120,10 +120,18 @@ impl Running {
     /// Starts `mayfly run <image> <options> -- <guest_args>` and waits (at most 20 s) until the
     /// monitor reports the address it publishes on.
     pub fn start(image: &Path, options: &[&str], guest_args: &[&str]) -> Running {
-        use std::io::{BufRead, BufReader, Read};
         require_kvm();
         let mut cmd = mayfly();
         cmd.arg("run").arg(image).args(options).arg("--").args(guest_args);
+        let (mut running, line) = Running::spawn(cmd, "mayfly: publishing ");
+        running.addr = line.split(' ').next().and_then(|a| a.parse().ok()).expect("an address");
+        running
+    }
+
+    /// Spawns `cmd` and waits (at most 20 s) for a stderr line starting with `ready`; returns
+    /// the rest of that line.
+    pub fn spawn(mut cmd: Command, ready: &str) -> (Running, String) {
+        use std::io::{BufRead, BufReader, Read};
         cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("spawn mayfly run");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -148,17 +156,18 @@ impl Running {
             }
         });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let addr = loop {
+        let rest = loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+            let Ok(line) = rx.recv_timeout(left) else {
                 let _ = child.kill();
-                panic!("mayfly run did not report a published address in 20 s")
-            });
-            if let Some(rest) = line.strip_prefix("mayfly: publishing ") {
-                break rest.split(' ').next().unwrap().parse().unwrap();
+                panic!("the monitor did not print {ready:?} within 20 s");
+            };
+            if let Some(rest) = line.strip_prefix(ready) {
+                break rest.to_owned();
             }
         };
-        Running { child, addr, stderr: rx, stdout }
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        (Running { child, addr, stderr: rx, stdout }, rest)
     }
 
     /// Everything the guest printed so far.
@@ -190,4 +199,50 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// An HTTP response read off a connection.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+/// Sends raw `request` bytes on `stream` and reads one response (head, then a Content-Length
+/// body). `None` if the connection closed before a full response.
+pub fn http_exchange(stream: &mut std::net::TcpStream, request: &[u8]) -> Option<HttpReply> {
+    use std::io::{Read, Write};
+    stream.write_all(request).ok()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).ok()?;
+    Some(HttpReply { status, head, body })
+}
+
+/// One request on a fresh connection.
+pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> HttpReply {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n", body.len())
+            .into_bytes();
+    request.extend_from_slice(body);
+    http_exchange(&mut stream, &request).expect("an HTTP response")
 }
