@@ -18,6 +18,11 @@ enum Command {
     Build(commands::build::Args),
     Run(commands::run::Args),
     Bench(commands::bench::Args),
+    Serve(commands::serve::Args),
+    Ps(commands::admin_client::PsArgs),
+    Deploy(commands::admin_client::DeployArgs),
+    Rm(commands::admin_client::RmArgs),
+    Logs(commands::admin_client::LogsArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +31,11 @@ fn main() -> ExitCode {
         Command::Build(args) => commands::build::execute(args),
         Command::Run(args) => commands::run::execute(args),
         Command::Bench(args) => commands::bench::execute(args),
+        Command::Serve(args) => commands::serve::execute(args),
+        Command::Ps(args) => commands::admin_client::ps(args),
+        Command::Deploy(args) => commands::admin_client::deploy(args),
+        Command::Rm(args) => commands::admin_client::rm(args),
+        Command::Logs(args) => commands::admin_client::logs(args),
     };
     match result {
         Ok(code) => code,

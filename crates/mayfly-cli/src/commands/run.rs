@@ -42,6 +42,11 @@ pub struct Args {
     /// The guest's default gateway on the tap network.
     #[arg(long, value_name = "ADDR")]
     gateway: Option<std::net::Ipv4Addr>,
+    /// Prepare everything (image loaded, VM created, ports published), then wait for a line
+    /// `go` on stdin before entering the guest; end of input exits without running it. Used by
+    /// `mayfly serve` to keep VM shells ready ahead of demand.
+    #[arg(long)]
+    standby: bool,
     /// Arguments for the guest.
     #[arg(last = true)]
     guest_args: Vec<String>,
@@ -156,6 +161,13 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         }
         if let Some(tap) = &nic.tap_name {
             eprintln!("mayfly: guest attached to tap {tap}");
+        }
+    }
+    if args.standby {
+        eprintln!("mayfly: standby");
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line)? == 0 || line.trim() != "go" {
+            return Ok(ExitCode::SUCCESS);
         }
     }
     let report = instance.run(&mut std::io::stdout().lock())?;

@@ -1,0 +1,157 @@
+//! The admin API: JSON over HTTP, on its own (loopback by default) address, behind a bearer
+//! token. The control plane is the [`Orchestrator`]'s actions; this only translates.
+//!
+//! | method and path | action |
+//! |---|---|
+//! | `GET /services` | list services |
+//! | `PUT /services/<name>` (a JSON [`ServiceSpec`]) | deploy or update |
+//! | `DELETE /services/<name>` | remove |
+//! | `GET /instances` | list instances (state, age, requests, memory) |
+//! | `GET /services/<name>/logs?lines=N` | the service's console output |
+//! | `GET /metrics` | Prometheus metrics (no token needed) |
+
+use crate::config::ServiceSpec;
+use crate::orchestrator::Orchestrator;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+/// Compares tokens in time independent of where they differ.
+fn token_matches(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Serves the admin API until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    orch: Arc<Orchestrator>,
+    token: Arc<String>,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let orch = orch.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        handle(orch.clone(), token.clone(), req)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            _ = crate::gateway::stopped(stop.clone()) => break,
+        }
+    }
+}
+
+async fn handle(
+    orch: Arc<Orchestrator>,
+    token: Arc<String>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    if req.method() == Method::GET && path == "/metrics" {
+        let mut response = Response::new(Full::new(Bytes::from(orch.metrics.encode())));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return Ok(response);
+    }
+    let authorized = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|given| token_matches(given, token.as_bytes()));
+    if !authorized {
+        return Ok(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send `Authorization: Bearer <token>` (see `mayfly serve` output)",
+        ));
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = req.method().clone();
+    let response = match (method, segments.as_slice()) {
+        (Method::GET, ["services"]) => json(StatusCode::OK, &orch.services()),
+        (Method::GET, ["instances"]) => json(StatusCode::OK, &orch.instances()),
+        (Method::GET, ["services", name, "logs"]) => {
+            let lines = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("lines="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(200);
+            match orch.logs(name, lines) {
+                Some(lines) => json(StatusCode::OK, &lines),
+                None => error(StatusCode::NOT_FOUND, &format!("no service named {name:?}")),
+            }
+        }
+        (Method::PUT, ["services", name]) => {
+            let name = (*name).to_owned();
+            let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(_) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "spec too large")),
+            };
+            match serde_json::from_slice::<ServiceSpec>(&body) {
+                Err(e) => error(StatusCode::BAD_REQUEST, &format!("invalid service spec: {e}")),
+                Ok(spec) if spec.name != name => error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the spec's name {:?} differs from the path's {name:?}", spec.name),
+                ),
+                Ok(spec) => match orch.deploy(spec).await {
+                    Ok(()) => json(StatusCode::OK, &serde_json::json!({ "deployed": name })),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                },
+            }
+        }
+        (Method::DELETE, ["services", name]) => {
+            if orch.remove(name) {
+                json(StatusCode::OK, &serde_json::json!({ "removed": name }))
+            } else {
+                error(StatusCode::NOT_FOUND, &format!("no service named {name:?}"))
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "unknown admin endpoint"),
+    };
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn tokens_must_match_exactly() {
+        assert!(token_matches(b"secret", b"secret"));
+        assert!(!token_matches(b"secreT", b"secret"));
+        assert!(!token_matches(b"secret1", b"secret"));
+        assert!(!token_matches(b"", b"secret"));
+    }
+}

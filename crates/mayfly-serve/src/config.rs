@@ -1,0 +1,306 @@
+//! Configuration: the gateway's addresses and the services, from TOML or the admin API's JSON.
+//!
+//! Every field has a sane default, unknown fields are refused, and [`ServiceSpec::validate`]
+//! names the field and the reason for anything it refuses.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How a service's instances serve requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Instances live on and serve many requests (up to `concurrency` at once each).
+    #[default]
+    Shared,
+    /// A fresh unikernel for every request, destroyed after its response.
+    PerRequest,
+}
+
+/// One service: what to boot, how to route to it, how to scale it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Name (letters, digits, `-`, `_`).
+    pub name: String,
+    /// A unikernel image built by `mayfly build`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<PathBuf>,
+    /// Or a guest crate to build into one.
+    #[serde(default, rename = "crate", skip_serializing_if = "Option::is_none")]
+    pub guest_crate: Option<PathBuf>,
+    /// Route requests whose Host header is this (without port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Route requests whose path starts with this (at a `/` boundary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Guest memory, MiB.
+    #[serde(default = "default_mem")]
+    pub mem_mib: u64,
+    /// The port the guest listens on.
+    #[serde(default = "default_port")]
+    pub guest_port: u16,
+    /// Guest arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Guest environment.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Instances kept running even when idle (0: scale to zero).
+    #[serde(default)]
+    pub min_instances: u32,
+    /// Most instances at once.
+    #[serde(default = "default_max")]
+    pub max_instances: u32,
+    /// Most requests in flight per instance (shared mode).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// An instance idle this long is destroyed (above `min_instances`), ms.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_ms: u64,
+    /// An instance is retired after this long whatever it does, ms (0: no limit).
+    #[serde(default)]
+    pub max_lifetime_ms: u64,
+    /// Shared or per-request.
+    #[serde(default)]
+    pub mode: Mode,
+    /// VM shells kept prepared ahead of demand (process started, VM created, ports bound).
+    #[serde(default = "default_warm")]
+    pub warm_shells: u32,
+    /// Requests waiting for an instance, at most; more get 503.
+    #[serde(default = "default_queue")]
+    pub queue_limit: u32,
+    /// How long a request may wait for an instance before it gets 503, ms.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout_ms: u64,
+}
+
+fn default_mem() -> u64 {
+    32
+}
+fn default_port() -> u16 {
+    80
+}
+fn default_max() -> u32 {
+    4
+}
+fn default_concurrency() -> u32 {
+    64
+}
+fn default_idle() -> u64 {
+    5000
+}
+fn default_warm() -> u32 {
+    1
+}
+fn default_queue() -> u32 {
+    1000
+}
+fn default_queue_timeout() -> u64 {
+    10_000
+}
+
+/// A field of a service spec was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("service {service:?}: `{field}` {reason}")]
+pub struct SpecError {
+    /// The service.
+    pub service: String,
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong and how to fix it.
+    pub reason: String,
+}
+
+impl ServiceSpec {
+    /// A spec with defaults for everything but the name and the image.
+    pub fn new(name: &str, guest_crate: PathBuf, path_prefix: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            image: None,
+            guest_crate: Some(guest_crate),
+            host: None,
+            path_prefix: Some(path_prefix.into()),
+            mem_mib: default_mem(),
+            guest_port: default_port(),
+            args: Vec::new(),
+            env: Default::default(),
+            min_instances: 0,
+            max_instances: default_max(),
+            concurrency: default_concurrency(),
+            idle_timeout_ms: default_idle(),
+            max_lifetime_ms: 0,
+            mode: Mode::Shared,
+            warm_shells: default_warm(),
+            queue_limit: default_queue(),
+            queue_timeout_ms: default_queue_timeout(),
+        }
+    }
+
+    /// Checks every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let fail = |field, reason: &str| {
+            Err(SpecError { service: self.name.clone(), field, reason: reason.into() })
+        };
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 63
+            && self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return fail("name", "must be 1-63 letters, digits, '-' or '_'");
+        }
+        match (&self.image, &self.guest_crate) {
+            (Some(_), Some(_)) => return fail("image", "and `crate` are both set; give one"),
+            (None, None) => return fail("image", "is missing: give `image` or `crate`"),
+            _ => {}
+        }
+        if self.host.is_none() && self.path_prefix.is_none() {
+            return fail("path_prefix", "is missing: give `path_prefix` and/or `host` to route");
+        }
+        if let Some(prefix) = &self.path_prefix
+            && !prefix.starts_with('/')
+        {
+            return fail("path_prefix", "must start with '/'");
+        }
+        if !(4..=4096).contains(&self.mem_mib) || !self.mem_mib.is_multiple_of(2) {
+            return fail("mem_mib", "must be an even number from 4 to 4096");
+        }
+        if self.guest_port == 0 {
+            return fail("guest_port", "must not be 0");
+        }
+        if self.max_instances == 0 {
+            return fail("max_instances", "must be at least 1");
+        }
+        if self.min_instances > self.max_instances {
+            return fail("min_instances", "must not exceed max_instances");
+        }
+        if self.concurrency == 0 {
+            return fail("concurrency", "must be at least 1");
+        }
+        if self.queue_timeout_ms == 0 {
+            return fail("queue_timeout_ms", "must be at least 1");
+        }
+        if self.env.keys().any(|k| k.is_empty() || k.contains('=')) {
+            return fail("env", "names must be non-empty and contain no '='");
+        }
+        Ok(())
+    }
+}
+
+/// The gateway's own settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Where requests are served.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where the admin API listens (keep it on loopback unless you mean it).
+    #[serde(default = "default_admin")]
+    pub admin_listen: SocketAddr,
+    /// The admin API's bearer token; generated at start (and written to the state
+    /// directory) if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+    /// Allow the admin API on a non-loopback address.
+    #[serde(default)]
+    pub admin_public: bool,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            listen: default_listen(),
+            admin_listen: default_admin(),
+            admin_token: None,
+            admin_public: false,
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Gateway settings.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// Services, as `[[service]]` tables.
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceSpec>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Spec { path: PathBuf, source: SpecError },
+    #[error("{path}: two services are named {name:?}")]
+    Duplicate { path: PathBuf, name: String },
+    #[error(
+        "{path}: the admin API would listen on {addr}, which is not a loopback address; set \
+         `admin_public = true` in [gateway] if you mean it"
+    )]
+    PublicAdmin { path: PathBuf, addr: SocketAddr },
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates TOML `text` (`path` is for messages).
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().replace('\n', " ").trim().to_owned(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks every service and the gateway settings.
+    pub fn validate(&self, path: &std::path::Path) -> Result<(), ConfigError> {
+        for (i, spec) in self.services.iter().enumerate() {
+            spec.validate().map_err(|source| ConfigError::Spec { path: path.into(), source })?;
+            if self.services.iter().skip(i + 1).any(|other| other.name == spec.name) {
+                return Err(ConfigError::Duplicate { path: path.into(), name: spec.name.clone() });
+            }
+        }
+        if !self.gateway.admin_listen.ip().is_loopback() && !self.gateway.admin_public {
+            return Err(ConfigError::PublicAdmin {
+                path: path.into(),
+                addr: self.gateway.admin_listen,
+            });
+        }
+        Ok(())
+    }
+
+    /// The built-in configuration: http-hello on `/hello` and kv on `/kv`, both scaling to
+    /// zero after 3 s idle, built from the examples under `repo`.
+    pub fn builtin(repo: &std::path::Path) -> Config {
+        let mut hello = ServiceSpec::new("http-hello", repo.join("examples/http-hello"), "/hello");
+        hello.idle_timeout_ms = 3000;
+        let mut kv = ServiceSpec::new("kv", repo.join("examples/kv"), "/kv");
+        kv.idle_timeout_ms = 3000;
+        kv.max_instances = 1; // one store: its state lives in the instance
+        Config { gateway: GatewayConfig::default(), services: vec![hello, kv] }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! `mayfly serve`: transient microservices. An HTTP gateway routes each request to a service,
+//! boots a unikernel for it when none is ready (holding the request meanwhile), scales out
+//! under load up to a limit, and destroys idle instances, down to zero.
+//!
+//! - [`config`]: the TOML/JSON service specifications and gateway settings.
+//! - [`orchestrator`]: the services and the control-plane actions; [`service`]: one service's
+//!   scaling decisions; [`instance`]: one monitor process (a prepared shell, then a guest).
+//! - [`gateway`]: the request path; [`admin`]: the admin API; [`metrics`], [`logs`].
+
+pub mod admin;
+pub mod config;
+pub mod gateway;
+pub mod instance;
+pub mod logs;
+pub mod metrics;
+pub mod orchestrator;
+pub mod service;
+
+use config::Config;
+use orchestrator::Orchestrator;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}; choose another address (--listen)")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Deploy(#[from] orchestrator::DeployError),
+    #[error("cannot write the admin token to {path}: {source}")]
+    Token { path: PathBuf, source: std::io::Error },
+}
+
+/// Where `mayfly serve` keeps its state (the admin token): `$MAYFLY_STATE_DIR`, else
+/// `$HOME/.mayfly`.
+pub fn state_dir() -> PathBuf {
+    match std::env::var_os("MAYFLY_STATE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".mayfly")
+        }
+    }
+}
+
+/// A random admin token.
+fn new_token() -> String {
+    let mut bytes = [0u8; 24];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_token(token: &str) -> Result<PathBuf, ServeError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = state_dir();
+    let path = dir.join("admin-token");
+    let fail = |source| ServeError::Token { path: path.clone(), source };
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(fail)?;
+    std::io::Write::write_all(&mut file, token.as_bytes()).map_err(fail)?;
+    Ok(path)
+}
+
+/// Runs the gateway and admin API with `config` until SIGTERM or SIGINT, then drains and
+/// destroys every instance. `mayfly` is the binary that runs monitors and builds images.
+pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
+    let gateway = TcpListener::bind(config.gateway.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: config.gateway.listen, source })?;
+    let admin = TcpListener::bind(config.gateway.admin_listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: config.gateway.admin_listen, source })?;
+    let token = match &config.gateway.admin_token {
+        Some(token) => token.clone(),
+        None => new_token(),
+    };
+    let token_path = write_token(&token)?;
+    let orch = Orchestrator::start(mayfly);
+    for spec in config.services {
+        orch.deploy(spec).await?;
+    }
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let gateway_addr = gateway.local_addr().ok();
+    let admin_addr = admin.local_addr().ok();
+    let gateway_task = tokio::spawn(gateway::serve(gateway, orch.clone(), stop.clone()));
+    let admin_task = tokio::spawn(admin::serve(admin, orch.clone(), Arc::new(token), stop.clone()));
+    eprintln!(
+        "mayfly serve: gateway on http://{} , admin API on http://{} (token in {})",
+        gateway_addr.map_or("?".into(), |a| a.to_string()),
+        admin_addr.map_or("?".into(), |a| a.to_string()),
+        token_path.display()
+    );
+    for s in orch.services() {
+        let route = match (&s.spec.host, &s.spec.path_prefix) {
+            (Some(h), Some(p)) => format!("host {h}, path {p}"),
+            (Some(h), None) => format!("host {h}"),
+            (None, Some(p)) => format!("path {p}"),
+            (None, None) => "-".into(),
+        };
+        eprintln!(
+            "mayfly serve: service {} ({route}), {:?} mode, {}..{} instances",
+            s.spec.name, s.spec.mode, s.spec.min_instances, s.spec.max_instances
+        );
+    }
+    eprintln!("mayfly serve: ready");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| ServeError::Listen { addr: config.gateway.listen, source })?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("mayfly serve: shutting down: draining requests in flight");
+    let _ = stop_tx.send(true);
+    orch.shutdown(Duration::from_secs(10)).await;
+    let _ = gateway_task.await;
+    admin_task.abort();
+    eprintln!("mayfly serve: stopped; every instance destroyed");
+    Ok(())
+}

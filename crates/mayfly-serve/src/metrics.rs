@@ -1,0 +1,145 @@
+//! Prometheus metrics of the gateway and its instances (text exposition on the admin API's
+//! `/metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    service: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    service: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    service: String,
+    state: String,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
+    ]
+    .into_iter()
+}
+
+/// All metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<StatusLabels, Counter>,
+    latency: Family<ServiceLabel, Histogram>,
+    cold_starts: Family<ServiceLabel, Counter>,
+    cold_phase: Family<PhaseLabels, Histogram>,
+    boots: Counter,
+    crashes: Family<ServiceLabel, Counter>,
+    instances: Family<StateLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("mayfly");
+        let requests = Family::<StatusLabels, Counter>::default();
+        registry.register("requests", "Requests answered, by service and status", requests.clone());
+        let latency = Family::<ServiceLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time from request arrival at the gateway to the response",
+            latency.clone(),
+        );
+        let cold_starts = Family::<ServiceLabel, Counter>::default();
+        registry.register(
+            "cold_starts",
+            "Requests that had to wait for an instance to start",
+            cold_starts.clone(),
+        );
+        let cold_phase = Family::<PhaseLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "cold_start_phase_seconds",
+            "Cold-start phases: spawn (process start to VM ready), ready (arrival to an instance), first_byte (arrival to response)",
+            cold_phase.clone(),
+        );
+        let boots = Counter::default();
+        registry.register(
+            "boots",
+            "Guests started (boots per second: rate of this)",
+            boots.clone(),
+        );
+        let crashes = Family::<ServiceLabel, Counter>::default();
+        registry.register("crashes", "Instances that stopped on their own", crashes.clone());
+        let instances = Family::<StateLabels, Gauge>::default();
+        registry.register("instances", "Instances by state", instances.clone());
+        Metrics { registry, requests, latency, cold_starts, cold_phase, boots, crashes, instances }
+    }
+
+    /// A request to `service` was answered with `status` after `seconds`.
+    pub fn request(&self, service: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&StatusLabels { service: service.into(), status: status.to_string() })
+            .inc();
+        self.latency.get_or_create(&ServiceLabel { service: service.into() }).observe(seconds);
+    }
+
+    /// A request waited for an instance to start.
+    pub fn cold_start(&self, service: &str) {
+        self.cold_starts.get_or_create(&ServiceLabel { service: service.into() }).inc();
+    }
+
+    /// One phase of a cold start took `seconds`: `spawn` (process start to VM ready), `ready`
+    /// (request arrival to an instance taking it), `first_byte` (arrival to the response).
+    pub fn cold_phase(&self, service: &str, phase: &str, seconds: f64) {
+        self.cold_phase
+            .get_or_create(&PhaseLabels { service: service.into(), phase: phase.into() })
+            .observe(seconds);
+    }
+
+    /// A guest was started.
+    pub fn boot(&self) {
+        self.boots.inc();
+    }
+
+    /// An instance of `service` crashed.
+    pub fn crash(&self, service: &str) {
+        self.crashes.get_or_create(&ServiceLabel { service: service.into() }).inc();
+    }
+
+    /// Sets the number of instances of `service` in `state`.
+    pub fn set_instances(&self, service: &str, state: &str, count: usize) {
+        self.instances
+            .get_or_create(&StateLabels { service: service.into(), state: state.into() })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,530 @@
+//! The orchestrator: the services, the control-plane actions on them (deploy, remove, list,
+//! shut down), the request path's acquire/release, and the housekeeping loop.
+
+use crate::config::{Mode, ServiceSpec};
+use crate::instance::{Exited, Launch, Shell, rss_kib};
+use crate::metrics::Metrics;
+use crate::service::{Action, Lease, Service, Waiter};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// How often idle instances are looked for and shells refilled.
+const HOUSEKEEPING: Duration = Duration::from_millis(50);
+
+/// Why a request got no instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcquireError {
+    #[error("no such service")]
+    NotFound,
+    #[error("the request queue is full")]
+    QueueFull,
+    #[error("no instance became free in time")]
+    Timeout,
+    #[error("the service is crash-looping ({0}); retrying in {1:?}")]
+    Backoff(String, Duration),
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a deploy was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Spec(#[from] crate::config::SpecError),
+    #[error("service {service:?}: building {krate} failed: {message}")]
+    Build { service: String, krate: PathBuf, message: String },
+    #[error("service {service:?}: image {image} does not exist; build it with `mayfly build`")]
+    NoImage { service: String, image: PathBuf },
+}
+
+/// A service, as listed by the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceInfo {
+    /// The spec.
+    pub spec: ServiceSpec,
+    /// The image in use.
+    pub image: PathBuf,
+    /// Instances by state.
+    pub instances: BTreeMap<String, usize>,
+    /// Requests waiting.
+    pub queued: usize,
+    /// Cold starts so far.
+    pub cold_starts: u64,
+    /// Seconds of crash-loop back-off left.
+    pub backoff_seconds: f64,
+    /// The last crash's diagnosis.
+    pub last_crash: Option<String>,
+}
+
+/// An instance, as listed by the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceInfo {
+    /// The service.
+    pub service: String,
+    /// Instance name (`<service>-<n>`).
+    pub name: String,
+    /// ready, draining or standby.
+    pub state: String,
+    /// Seconds since it started (or was prepared).
+    pub age_seconds: f64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests in flight.
+    pub in_flight: u32,
+    /// Resident memory of its monitor process, KiB.
+    pub memory_kib: Option<u64>,
+    /// Its published address.
+    pub addr: String,
+}
+
+/// The orchestrator, shared by the gateway, the admin API and the housekeeping task.
+pub struct Orchestrator {
+    services: Mutex<BTreeMap<String, Service>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    mayfly: PathBuf,
+    exits: mpsc::UnboundedSender<Exited>,
+    next_id: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+fn instance_name(service: &str, id: u64) -> String {
+    format!("{service}-{id}")
+}
+
+impl Orchestrator {
+    /// Creates the orchestrator and starts its housekeeping and exit-watching tasks.
+    pub fn start(mayfly: PathBuf) -> Arc<Orchestrator> {
+        let (exits, mut exit_rx) = mpsc::unbounded_channel();
+        let orch = Arc::new(Orchestrator {
+            services: Mutex::new(BTreeMap::new()),
+            metrics: Metrics::new(),
+            mayfly,
+            exits,
+            next_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+        });
+        let watcher = Arc::downgrade(&orch);
+        tokio::spawn(async move {
+            while let Some(exit) = exit_rx.recv().await {
+                let Some(orch) = watcher.upgrade() else { break };
+                orch.on_exit(exit);
+            }
+        });
+        let keeper = Arc::downgrade(&orch);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HOUSEKEEPING);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let Some(orch) = keeper.upgrade() else { break };
+                orch.housekeeping();
+            }
+        });
+        orch
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Service>> {
+        self.services.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Validates `spec`, builds its image if it names a crate (progress on stderr), and puts it
+    /// in service, replacing (and draining) a previous version.
+    pub async fn deploy(self: &Arc<Self>, spec: ServiceSpec) -> Result<(), DeployError> {
+        spec.validate()?;
+        let image = match (&spec.image, &spec.guest_crate) {
+            (Some(image), _) => {
+                if !image.is_file() {
+                    return Err(DeployError::NoImage { service: spec.name, image: image.clone() });
+                }
+                image.clone()
+            }
+            (None, Some(krate)) => self.build(&spec.name, krate).await?,
+            (None, None) => unreachable_spec(&spec)?,
+        };
+        let launch = Launch {
+            mayfly: self.mayfly.clone(),
+            image: image.clone(),
+            mem_mib: spec.mem_mib,
+            guest_port: spec.guest_port,
+            args: spec.args.clone(),
+            env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        let mut services = self.lock();
+        let logs = services.get(&spec.name).map(|s| s.logs.clone()).unwrap_or_default();
+        let mut fresh = Service::new(spec.clone(), launch, logs);
+        if let Some(old) = services.remove(&spec.name) {
+            // In-flight requests finish on the old instances; new ones go to the new version.
+            let mut old = old;
+            old.drain_all();
+            fresh.instances = old.instances;
+            fresh.waiters = old.waiters;
+        }
+        tracing::info!(service = %spec.name, image = %image.display(), "deployed");
+        services.insert(spec.name.clone(), fresh);
+        drop(services);
+        self.housekeeping();
+        Ok(())
+    }
+
+    async fn build(&self, service: &str, krate: &Path) -> Result<PathBuf, DeployError> {
+        tracing::info!(service, krate = %krate.display(), "building");
+        eprintln!("mayfly serve: building {service} from {} ...", krate.display());
+        let out = tokio::process::Command::new(&self.mayfly)
+            .arg("build")
+            .arg(krate)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .await
+            .map_err(|e| DeployError::Build {
+                service: service.into(),
+                krate: krate.into(),
+                message: e.to_string(),
+            })?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match stdout.lines().last().map(PathBuf::from) {
+            Some(path) if out.status.success() && path.is_file() => Ok(path),
+            _ => Err(DeployError::Build {
+                service: service.into(),
+                krate: krate.into(),
+                message: "see the compiler's errors above".into(),
+            }),
+        }
+    }
+
+    /// Takes `name` out of service: no new requests, its instances finish theirs and go.
+    pub fn remove(&self, name: &str) -> bool {
+        let mut services = self.lock();
+        let Some(service) = services.get_mut(name) else { return false };
+        service.removed = true;
+        service.drain_all();
+        service.waiters.clear();
+        tracing::info!(service = name, "removed");
+        true
+    }
+
+    /// The service a request goes to: longest matching path prefix, optionally by host.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<String> {
+        let services = self.lock();
+        let mut best: Option<(usize, &Service)> = None;
+        for service in services.values().filter(|s| !s.removed) {
+            let host_ok = match (&service.spec.host, host) {
+                (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            let prefix_len = match &service.spec.path_prefix {
+                Some(prefix) => {
+                    let matches = path == prefix
+                        || path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                            prefix.ends_with('/') || rest.starts_with('/') || rest.starts_with('?')
+                        });
+                    if !matches {
+                        continue;
+                    }
+                    prefix.len()
+                }
+                None => 0,
+            };
+            let score = prefix_len + if service.spec.host.is_some() { 10_000 } else { 0 };
+            if host_ok && best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, service));
+            }
+        }
+        best.map(|(_, s)| s.spec.name.clone())
+    }
+
+    /// Waits for an instance of `service` with room for one more request.
+    pub async fn acquire(self: &Arc<Self>, service: &str) -> Result<Lease, AcquireError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(AcquireError::ShuttingDown);
+        }
+        let now = Instant::now();
+        let (rx, timeout) = {
+            let mut services = self.lock();
+            let svc =
+                services.get_mut(service).filter(|s| !s.removed).ok_or(AcquireError::NotFound)?;
+            if let Some(lease) = svc.try_lease() {
+                return Ok(lease);
+            }
+            if let Some(left) = svc.backoff_left(now)
+                && svc.instances.is_empty()
+            {
+                let why = svc.last_crash.clone().unwrap_or_default();
+                return Err(AcquireError::Backoff(why, left));
+            }
+            if svc.waiters.len() >= svc.spec.queue_limit as usize {
+                return Err(AcquireError::QueueFull);
+            }
+            let (tx, rx) = oneshot::channel();
+            svc.waiters.push_back(Waiter { tx, since: now });
+            let mut actions = Vec::new();
+            svc.scale_up(now, &mut actions);
+            let timeout = Duration::from_millis(svc.spec.queue_timeout_ms);
+            drop(services);
+            self.run_actions(service, actions);
+            (rx, timeout)
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(lease)) => Ok(lease),
+            Ok(Err(_)) if self.shutting_down.load(Ordering::Acquire) => {
+                Err(AcquireError::ShuttingDown)
+            }
+            _ => {
+                let services = self.lock();
+                match services
+                    .get(service)
+                    .and_then(|s| s.backoff_left(Instant::now()).map(|l| (s, l)))
+                {
+                    Some((s, left)) => {
+                        Err(AcquireError::Backoff(s.last_crash.clone().unwrap_or_default(), left))
+                    }
+                    None => Err(AcquireError::Timeout),
+                }
+            }
+        }
+    }
+
+    /// Gives a lease back after the response.
+    pub fn release(&self, lease: &Lease) {
+        let mut services = self.lock();
+        if let Some(svc) = services.get_mut(&lease.service) {
+            svc.release(lease, Instant::now());
+        }
+    }
+
+    fn run_actions(self: &Arc<Self>, service: &str, actions: Vec<Action>) {
+        for action in actions {
+            let orch = self.clone();
+            let service = service.to_owned();
+            tokio::spawn(async move {
+                match action {
+                    Action::Go(shell) => orch.go(&service, shell).await,
+                    Action::Prepare { start } => orch.prepare(&service, start).await,
+                }
+            });
+        }
+    }
+
+    async fn go(self: &Arc<Self>, service: &str, shell: Shell) {
+        let running = shell.go().await;
+        self.metrics.boot();
+        {
+            let mut services = self.lock();
+            if let Some(svc) = services.get_mut(service) {
+                svc.starting = svc.starting.saturating_sub(1);
+                svc.add_instance(running, Instant::now());
+            }
+        }
+        self.housekeeping();
+    }
+
+    async fn prepare(self: &Arc<Self>, service: &str, start: bool) {
+        let (launch, logs) = {
+            let services = self.lock();
+            let Some(svc) = services.get(service) else { return };
+            (svc.launch.clone(), svc.logs.clone())
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let result =
+            Shell::prepare(id, instance_name(service, id), &launch, logs, self.exits.clone()).await;
+        let to_start = {
+            let mut services = self.lock();
+            let Some(svc) = services.get_mut(service) else { return };
+            if !start {
+                svc.preparing = svc.preparing.saturating_sub(1);
+            }
+            match result {
+                // Still counted in `starting` until `go` adds it.
+                Ok(shell) if start => {
+                    self.metrics.cold_phase(service, "spawn", shell.prepare_time.as_secs_f64());
+                    Some(shell)
+                }
+                Ok(shell) if !svc.removed => {
+                    svc.shells.push(shell);
+                    None
+                }
+                Ok(shell) => {
+                    shell.kill();
+                    None
+                }
+                Err(e) => {
+                    if start {
+                        svc.starting = svc.starting.saturating_sub(1);
+                    }
+                    tracing::error!(service, "instance failed to start: {e}");
+                    svc.logs.push(&instance_name(service, id), &format!("failed to start: {e}"));
+                    svc.crashed(&e.to_string(), Instant::now());
+                    self.metrics.crash(service);
+                    None
+                }
+            }
+        };
+        if let Some(shell) = to_start {
+            self.go(service, shell).await;
+        }
+    }
+
+    fn on_exit(&self, exit: Exited) {
+        let mut services = self.lock();
+        for (name, svc) in services.iter_mut() {
+            let known = svc.instances.iter().any(|i| i.run.id == exit.id)
+                || svc.shells.iter().any(|s| s.id == exit.id);
+            if !known {
+                continue;
+            }
+            if svc.exited(exit.id, exit.killed, &exit.last_words, Instant::now()) {
+                tracing::warn!(service = %name, instance = exit.id, code = ?exit.code,
+                    "instance stopped on its own: {}", exit.last_words);
+                self.metrics.crash(name);
+            }
+            break;
+        }
+    }
+
+    /// Idle instances out, shells refilled, scale-out retried, gone services dropped.
+    fn housekeeping(self: &Arc<Self>) {
+        let now = Instant::now();
+        let mut todo = Vec::new();
+        let mut services = self.lock();
+        for (name, svc) in services.iter_mut() {
+            svc.reap(now);
+            let mut actions = Vec::new();
+            if !self.shutting_down.load(Ordering::Acquire) {
+                svc.scale_up(now, &mut actions);
+                svc.refill_shells(now, &mut actions);
+                svc.dispatch(now);
+            }
+            for (state, count) in svc.counts() {
+                self.metrics.set_instances(name, state, count);
+            }
+            if !actions.is_empty() {
+                todo.push((name.clone(), actions));
+            }
+        }
+        services.retain(|_, s| !(s.removed && s.instances.is_empty() && s.starting == 0));
+        drop(services);
+        for (name, actions) in todo {
+            self.run_actions(&name, actions);
+        }
+    }
+
+    /// The services.
+    pub fn services(&self) -> Vec<ServiceInfo> {
+        let now = Instant::now();
+        self.lock()
+            .values()
+            .filter(|s| !s.removed)
+            .map(|s| ServiceInfo {
+                spec: s.spec.clone(),
+                image: s.launch.image.clone(),
+                instances: s.counts().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+                queued: s.waiters.len(),
+                cold_starts: s.cold_starts,
+                backoff_seconds: s.backoff_left(now).map_or(0.0, |d| d.as_secs_f64()),
+                last_crash: s.last_crash.clone(),
+            })
+            .collect()
+    }
+
+    /// Every instance and shell.
+    pub fn instances(&self) -> Vec<InstanceInfo> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (name, svc) in self.lock().iter() {
+            for i in &svc.instances {
+                out.push(InstanceInfo {
+                    service: name.clone(),
+                    name: instance_name(name, i.run.id),
+                    state: format!("{:?}", i.state).to_lowercase(),
+                    age_seconds: now.duration_since(i.started).as_secs_f64(),
+                    requests: i.served,
+                    in_flight: i.in_flight,
+                    memory_kib: i.run.pid.and_then(rss_kib),
+                    addr: i.run.addr.to_string(),
+                });
+            }
+            for s in &svc.shells {
+                out.push(InstanceInfo {
+                    service: name.clone(),
+                    name: instance_name(name, s.id),
+                    state: "standby".into(),
+                    age_seconds: now.duration_since(s.spawned).as_secs_f64(),
+                    requests: 0,
+                    in_flight: 0,
+                    memory_kib: s.pid.and_then(rss_kib),
+                    addr: s.addr.to_string(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The last `lines` log lines of `service`.
+    pub fn logs(&self, service: &str, lines: usize) -> Option<Vec<String>> {
+        self.lock().get(service).map(|s| s.logs.tail(lines))
+    }
+
+    /// Whether `service`'s mode is per-request.
+    pub fn is_per_request(&self, service: &str) -> bool {
+        self.lock().get(service).is_some_and(|s| s.spec.mode == Mode::PerRequest)
+    }
+
+    /// Stops taking requests, waits (up to `grace`) for those in flight, then destroys every
+    /// instance and shell and waits for their processes to exit.
+    pub async fn shutdown(self: &Arc<Self>, grace: Duration) {
+        self.shutting_down.store(true, Ordering::Release);
+        for svc in self.lock().values_mut() {
+            svc.waiters.clear();
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            let busy: u32 =
+                self.lock().values().flat_map(|s| s.instances.iter()).map(|i| i.in_flight).sum();
+            if busy == 0 || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let pids: Vec<u32> = {
+            let mut services = self.lock();
+            let pids = services
+                .values()
+                .flat_map(|s| {
+                    s.instances
+                        .iter()
+                        .filter_map(|i| i.run.pid)
+                        .chain(s.shells.iter().filter_map(|s| s.pid))
+                })
+                .collect();
+            for svc in services.values_mut() {
+                svc.instances.clear();
+                for shell in svc.shells.drain(..) {
+                    shell.kill();
+                }
+            }
+            pids
+        };
+        // Wait for the processes to be gone (bounded).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pids.iter().any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn unreachable_spec(spec: &ServiceSpec) -> Result<PathBuf, DeployError> {
+    Err(DeployError::Spec(crate::config::SpecError {
+        service: spec.name.clone(),
+        field: "image",
+        reason: "is missing: give `image` or `crate`".into(),
+    }))
+}
