@@ -101,9 +101,13 @@ pub struct WaitArgs {
     pub ready: u64,
     /// OUT: a [`crate::Status`] as `i32`.
     pub status: i32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// IN: [`WAIT_TIMER_ONLY`] or 0.
+    pub flags: u32,
 }
+
+/// `WaitArgs::flags`: return only when the timeout passes, not when I/O is ready (a plain
+/// sleep). Frames still move while the guest sleeps.
+pub const WAIT_TIMER_ONLY: u32 = 1;
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@
 use crate::guest_memory::GuestRam;
 use crate::net::Nic;
 use crate::outcome::Outcome;
-use mayfly_abi::hypercall::{EXIT_MESSAGE_MAX, HYPERCALL_PORT_BASE, WAIT_FOREVER};
+use mayfly_abi::hypercall::{EXIT_MESSAGE_MAX, HYPERCALL_PORT_BASE, WAIT_FOREVER, WAIT_TIMER_ONLY};
 use mayfly_abi::manifest::Device;
 use mayfly_abi::{ExitArgs, ExitReason, Hypercall, Status, WaitArgs};
 use std::time::{Duration, Instant};
@@ -104,7 +104,8 @@ fn wait(
         WAIT_FOREVER => None,
         ns => start.checked_add(Duration::from_nanos(ns)),
     };
-    if guest_until.is_none() && nic.is_none() {
+    let timer_only = args.flags & WAIT_TIMER_ONLY != 0;
+    if guest_until.is_none() && (nic.is_none() || timer_only) {
         return misbehaved("guest waits forever with no device to wake it (deadlock)".into());
     }
     let until = match (guest_until, deadline) {
@@ -126,7 +127,7 @@ fn wait(
         {
             return Step::Stop(Outcome::TimedOut(after));
         }
-        if ready != 0 || until.is_some_and(|u| now >= u) {
+        if (ready != 0 && !timer_only) || until.is_some_and(|u| now >= u) {
             args.ready = ready;
             args.status = Status::Ok as i32;
             return match ram.write(addr, args) {

@@ -1,5 +1,6 @@
 //! The few raw system calls the monitor makes that `std` and the rust-vmm crates do not wrap:
-//! the wall-clock deadline for `--timeout`, the monotonic clock, and host entropy.
+//! the wall-clock deadline for `--timeout`, the monotonic clock, host entropy, opening a tap
+//! device (`TUNSETIFF`), and `poll(2)`.
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! 100-continue`, `HEAD`. Fixed limits (see [`Limits`]): a head over 8 KiB gets 431, a body over
 //! 1 MiB gets 413, a malformed request 400, then the connection is closed. A client that
 //! connects and sends nothing is closed after [`ServerConfig::idle_timeout`]; one that starts a
-//! request and stalls gets 408 after [`ServerConfig::request_timeout`].
+//! request and then sends nothing for [`ServerConfig::request_timeout`] gets 408.
 
 use crate::net::{NetError, TcpListener, TcpStream};
 use crate::task::{spawn, timeout};
@@ -24,7 +24,7 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// How long a connection may sit between requests.
     pub idle_timeout: Duration,
-    /// How long a started request may take to arrive in full.
+    /// How long a started request may go without receiving anything.
     pub request_timeout: Duration,
 }
 

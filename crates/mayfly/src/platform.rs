@@ -127,9 +127,11 @@ pub fn exit(status: i32, reason: mayfly_abi::ExitReason, message: &[u8]) -> ! {
     }
 }
 
-/// Blocks until I/O is ready or `timeout_ns` has passed; returns the ready-device mask.
-pub fn wait(timeout_ns: u64) -> u64 {
-    let mut args = WaitArgs { timeout_ns, ..WaitArgs::default() };
+/// Blocks until I/O is ready (unless `timer_only`) or `timeout_ns` has passed; returns the
+/// ready-device mask.
+pub fn wait(timeout_ns: u64, timer_only: bool) -> u64 {
+    let flags = if timer_only { mayfly_abi::hypercall::WAIT_TIMER_ONLY } else { 0 };
+    let mut args = WaitArgs { timeout_ns, flags, ..WaitArgs::default() };
     // SAFETY: `args` is a live WaitArgs on our stack.
     unsafe { hypercall(Hypercall::Wait, &mut args as *mut WaitArgs as usize) };
     // SAFETY: the monitor wrote the OUT fields during the hypercall; read them afresh.

@@ -70,13 +70,15 @@ pub fn wait(deadline: Option<Instant>) -> Ready {
         Some(at) => u64::try_from(at.saturating_duration_since(Instant::now()).as_nanos())
             .unwrap_or(u64::MAX - 1),
     };
-    Ready(platform::wait(timeout))
+    Ready(platform::wait(timeout, false))
 }
 
-/// Sleeps for `d`.
+/// Sleeps for `d`, blocking everything (in async code use [`crate::task::sleep`], which lets
+/// other tasks run).
 pub fn sleep(d: Duration) {
     let until = Instant::now().saturating_add(d);
     while Instant::now() < until {
-        wait(Some(until));
+        let left = until.saturating_duration_since(Instant::now());
+        platform::wait(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX - 1), true);
     }
 }

@@ -15,13 +15,15 @@ pub struct Tap {
     file: std::fs::File,
     name: String,
     buf: Vec<u8>,
+    /// A frame read while the guest's RX ring was full, delivered first next time.
+    held: Option<Vec<u8>>,
 }
 
 impl Tap {
     /// Opens tap `name` (default `mayfly%d`, numbered by the kernel).
     pub fn open(name: Option<&str>) -> std::io::Result<Tap> {
         let (file, name) = crate::sys::open_tap(name.unwrap_or("mayfly%d"))?;
-        Ok(Tap { file, name, buf: vec![0; 65536] })
+        Ok(Tap { file, name, buf: vec![0; 65536], held: None })
     }
 
     /// The device's name.
@@ -37,11 +39,19 @@ impl Backend for Tap {
     }
 
     fn receive(&mut self, _now: Instant, deliver: &mut dyn FnMut(&[u8]) -> bool) {
+        if let Some(frame) = self.held.take()
+            && !deliver(&frame)
+        {
+            self.held = Some(frame);
+            return;
+        }
         loop {
             match self.file.read(&mut self.buf) {
                 Ok(0) => return,
                 Ok(n) => {
-                    if !deliver(self.buf.get(..n).unwrap_or_default()) {
+                    let frame = self.buf.get(..n).unwrap_or_default();
+                    if !deliver(frame) {
+                        self.held = Some(frame.to_vec());
                         return;
                     }
                 }
