@@ -166,7 +166,10 @@ async fn forward(
         },
         Err(e) => Err(e.to_string()),
     };
-    orch.release(&lease);
+    match &result {
+        Ok(_) => orch.release(&lease),
+        Err(_) => orch.release_failed(&lease),
+    }
     match result {
         Ok(mut response) => {
             if lease.cold_since.is_some() {

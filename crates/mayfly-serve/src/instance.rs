@@ -51,6 +51,8 @@ pub enum InstanceError {
 pub struct Exited {
     /// The instance.
     pub id: u64,
+    /// The service it belonged to.
+    pub service: String,
     /// We killed it (scale-in, shutdown, per-request end).
     pub killed: bool,
     /// Its exit code, if it exited rather than being killed by a signal.
@@ -213,7 +215,17 @@ async fn watch(
     let mut killed = std::pin::pin!(killed);
     let status = loop {
         tokio::select! {
-            status = child.wait() => break status.ok(),
+            status = child.wait() => {
+                // The last lines (the monitor's diagnosis) may still be in the pipe.
+                let rest = async {
+                    while let Ok(Some(line)) = stderr.next_line().await {
+                        logs.push(&name, &line);
+                        last_words = line;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), rest).await;
+                break status.ok();
+            }
             line = stderr.next_line() => match line {
                 Ok(Some(line)) => {
                     logs.push(&name, &line);
@@ -229,9 +241,15 @@ async fn watch(
             }
         }
     };
+    // Killed by us only if our SIGKILL is what ended it: a monitor that stopped on its own
+    // (a guest fault, panic or exit) exits with a status even if a kill was asked meanwhile.
+    let by_our_kill = kill_requested
+        && status.is_some_and(|s| std::os::unix::process::ExitStatusExt::signal(&s) == Some(9));
+    let service = name.rsplit_once('-').map_or(name.as_str(), |(s, _)| s).to_owned();
     let _ = exits.send(Exited {
         id,
-        killed: kill_requested,
+        service,
+        killed: by_our_kill,
         code: status.and_then(|s| s.code()),
         last_words,
     });

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod metrics;
 pub mod orchestrator;
 pub mod service;
+pub mod sys;
 
 use config::Config;
 use orchestrator::Orchestrator;
@@ -85,6 +86,8 @@ pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
         None => new_token(),
     };
     let token_path = write_token(&token)?;
+    let fds = sys::raise_fd_limit();
+    tracing::debug!(fds, "descriptor limit");
     let orch = Orchestrator::start(mayfly);
     for spec in config.services {
         orch.deploy(spec).await?;

@@ -299,6 +299,16 @@ impl Orchestrator {
         }
     }
 
+    /// Gives a lease back after the instance failed to answer: it takes no more requests (if
+    /// its process died, the exit watcher records the crash; if not, it is destroyed when idle).
+    pub fn release_failed(&self, lease: &Lease) {
+        let mut services = self.lock();
+        if let Some(svc) = services.get_mut(&lease.service) {
+            svc.fail(lease.id, Instant::now());
+            svc.release(lease, Instant::now());
+        }
+    }
+
     fn run_actions(self: &Arc<Self>, service: &str, actions: Vec<Action>) {
         for action in actions {
             let orch = self.clone();
@@ -373,18 +383,13 @@ impl Orchestrator {
 
     fn on_exit(&self, exit: Exited) {
         let mut services = self.lock();
-        for (name, svc) in services.iter_mut() {
-            let known = svc.instances.iter().any(|i| i.run.id == exit.id)
-                || svc.shells.iter().any(|s| s.id == exit.id);
-            if !known {
-                continue;
-            }
-            if svc.exited(exit.id, exit.killed, &exit.last_words, Instant::now()) {
-                tracing::warn!(service = %name, instance = exit.id, code = ?exit.code,
-                    "instance stopped on its own: {}", exit.last_words);
-                self.metrics.crash(name);
-            }
-            break;
+        // The instance may already be gone from the service (taken out after failing a
+        // request); its exit still counts as a crash unless we killed it.
+        let Some(svc) = services.get_mut(&exit.service) else { return };
+        if svc.exited(exit.id, exit.killed, &exit.last_words, Instant::now()) {
+            tracing::warn!(service = %exit.service, instance = exit.id, code = ?exit.code,
+                "instance stopped on its own: {}", exit.last_words);
+            self.metrics.crash(&exit.service);
         }
     }
 
@@ -442,7 +447,12 @@ impl Orchestrator {
                 out.push(InstanceInfo {
                     service: name.clone(),
                     name: instance_name(name, i.run.id),
-                    state: format!("{:?}", i.state).to_lowercase(),
+                    state: match i.state {
+                        crate::service::State::Ready => "ready",
+                        crate::service::State::Draining => "draining",
+                        crate::service::State::Failed(_) => "failed",
+                    }
+                    .into(),
                     age_seconds: now.duration_since(i.started).as_secs_f64(),
                     requests: i.served,
                     in_flight: i.in_flight,

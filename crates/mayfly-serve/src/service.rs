@@ -37,7 +37,13 @@ pub enum State {
     Ready,
     /// Finishing its requests; destroyed when it has none (update, lifetime, removal).
     Draining,
+    /// Failed to answer at this moment: takes no requests; its exit is awaited (a crash is
+    /// recorded when the process ends on its own), and if it lingers it is destroyed.
+    Failed(Instant),
 }
+
+/// How long a failed instance may linger before it is destroyed.
+const FAILED_GRACE: Duration = Duration::from_secs(2);
 
 /// A started instance.
 pub struct Instance {
@@ -287,7 +293,11 @@ impl Service {
         let mut keep = self.instances.len();
         self.instances.retain(|i| {
             let idle_out = i.in_flight == 0 && now.duration_since(i.last_active) >= idle;
-            let drained = i.state == State::Draining && i.in_flight == 0;
+            let drained = match i.state {
+                State::Draining => i.in_flight == 0,
+                State::Failed(since) => now.duration_since(since) >= FAILED_GRACE,
+                State::Ready => false,
+            };
             if drained || (idle_out && keep > min) {
                 keep -= 1;
                 false
@@ -329,20 +339,31 @@ impl Service {
         }
     }
 
+    /// Takes instance `id` out of rotation (it failed to answer).
+    pub fn fail(&mut self, id: u64, now: Instant) {
+        if let Some(instance) = self.instances.iter_mut().find(|i| i.run.id == id) {
+            instance.state = State::Failed(now);
+        }
+    }
+
     /// Marks every instance draining and drops the shells (the spec changed or the service goes).
     pub fn drain_all(&mut self) {
         for instance in &mut self.instances {
-            instance.state = State::Draining;
+            if instance.state == State::Ready {
+                instance.state = State::Draining;
+            }
         }
         self.shells.clear();
     }
 
     /// Instances by state, for metrics and listings.
-    pub fn counts(&self) -> [(&'static str, usize); 4] {
+    pub fn counts(&self) -> [(&'static str, usize); 5] {
         let ready = self.instances.iter().filter(|i| i.state == State::Ready).count();
+        let failed = self.instances.iter().filter(|i| matches!(i.state, State::Failed(_))).count();
         [
             ("ready", ready),
-            ("draining", self.instances.len() - ready),
+            ("draining", self.instances.len() - ready - failed),
+            ("failed", failed),
             ("starting", self.starting as usize),
             ("standby", self.shells.len()),
         ]

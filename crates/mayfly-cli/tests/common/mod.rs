@@ -246,3 +246,30 @@ pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -
     request.extend_from_slice(body);
     http_exchange(&mut stream, &request).expect("an HTTP response")
 }
+
+/// One request on a fresh connection with extra `headers` (a `Host: test` header is added unless
+/// one is given), waiting at most `timeout` for each read. `None` if the connection failed or
+/// closed before a full response.
+pub fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: std::time::Duration,
+) -> Option<HttpReply> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str("Host: test\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut request = request.into_bytes();
+    request.extend_from_slice(body);
+    http_exchange(&mut stream, &request)
+}

@@ -1,0 +1,758 @@
+//! `mayfly serve`, end to end on real KVM: each test starts its own gateway (free ports, its own
+//! state directory) and checks scale-from-zero, scale-out, scale-to-zero, per-request instances,
+//! crash recovery and crash-loop back-off, routing, configuration errors, the admin API and its
+//! CLI clients, and graceful shutdown. Every gateway and its monitors are killed on drop.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-token";
+const EXIT_MAYFLY_ERROR: i32 = 125;
+const GREETING: &[u8] = b"Hello from a Mayfly unikernel!\n";
+/// How long a gateway may take to print `ready` (it builds nothing: images are given).
+const READY_LIMIT: Duration = Duration::from_secs(60);
+/// How long one request may take through the gateway (a cold start included).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+const HELLO: &str = "examples/http-hello";
+const KV: &str = "examples/kv";
+const CRASHY: &str = "tests/guests/crashy";
+
+/// A fresh scratch directory for test `name`.
+fn scratch(name: &str) -> PathBuf {
+    let dir = repo().join("target/test-scratch").join(format!("serve-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A `[[service]]` table named `name` running the image of guest crate `guest`, plus `extra`
+/// lines.
+fn service(name: &str, guest: &str, extra: &str) -> String {
+    let image = guest_image(guest);
+    format!("[[service]]\nname = \"{name}\"\nimage = \"{}\"\n{extra}\n", image.display())
+}
+
+/// http-hello on `/hello`, plus `extra` lines.
+fn hello_service(extra: &str) -> String {
+    service("http-hello", HELLO, &format!("path_prefix = \"/hello\"\n{extra}"))
+}
+
+/// crashy on every path, plus `extra` lines.
+fn crashy_service(extra: &str) -> String {
+    service("crashy", CRASHY, &format!("path_prefix = \"/\"\n{extra}"))
+}
+
+/// A whole configuration: the gateway and the admin API on free loopback ports, a known token.
+fn config(services: &str) -> String {
+    format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         admin_token = \"{TOKEN}\"\n\n{services}"
+    )
+}
+
+/// A process as /proc shows it.
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    zombie: bool,
+    cmdline: String,
+}
+
+fn read_proc(pid: u32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let zombie = fields.next()? == "Z";
+    let ppid = fields.next()?.parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    Some(Proc { pid, ppid, zombie, cmdline })
+}
+
+/// Every process.
+fn processes() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter_map(read_proc)
+        .collect()
+}
+
+/// Whether a command line is a `mayfly run --standby` monitor of `image`.
+fn is_monitor(cmdline: &str, image: &Path) -> bool {
+    cmdline.contains(image.to_string_lossy().as_ref()) && cmdline.contains("--standby")
+}
+
+/// The live monitor processes of `image` whose parent is `parent`.
+fn monitors_of(parent: u32, image: &Path) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == parent && !p.zombie && is_monitor(&p.cmdline, image))
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Which of `pids` are still live monitors of `image`.
+fn still_running(pids: &[u32], image: &Path) -> Vec<u32> {
+    pids.iter()
+        .copied()
+        .filter(|pid| read_proc(*pid).is_some_and(|p| !p.zombie && is_monitor(&p.cmdline, image)))
+        .collect()
+}
+
+fn pid_t(pid: u32) -> libc::pid_t {
+    libc::pid_t::try_from(pid).expect("a pid fits pid_t")
+}
+
+/// Sends `signal` to `pid`.
+fn signal(pid: u32, signal: libc::c_int) -> bool {
+    // SAFETY: kill(2) has no memory-safety preconditions; the pids are our own children.
+    unsafe { libc::kill(pid_t(pid), signal) == 0 }
+}
+
+/// Runs `cmd` to its end (at most `limit`, else it is killed and the test fails).
+fn run_bounded(mut cmd: Command, limit: Duration) -> Run {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn mayfly");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("reap mayfly");
+            panic!("{cmd:?} did not exit within {limit:?}: {:?}", Run::from(out).stderr);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("collect mayfly's output").into()
+}
+
+/// Polls `done` every 20 ms until it holds; fails with `what` after `limit`.
+fn wait_until(
+    what: &str,
+    limit: Duration,
+    context: impl Fn() -> String,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}\n{}", context());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A request to the admin API at `admin`, with `token` if given.
+fn admin_request(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> HttpReply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
+    }
+    http_request(admin, method, path, &headers, body, REQUEST_TIMEOUT)
+        .unwrap_or_else(|| panic!("no answer from the admin API to {method} {path}"))
+}
+
+/// `GET path` on the admin API with the right token: 200 and JSON.
+fn admin_json(admin: SocketAddr, path: &str) -> Value {
+    let reply = admin_request(admin, "GET", path, Some(TOKEN), b"");
+    assert_eq!(reply.status, 200, "GET {path}: {reply:?}");
+    serde_json::from_slice(&reply.body)
+        .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {reply:?}"))
+}
+
+/// Started instances (ready or draining; not standby shells) of `service`.
+fn started_instances(admin: SocketAddr, service: &str) -> Vec<Value> {
+    let all = admin_json(admin, "/instances");
+    let all = all.as_array().expect("/instances is an array");
+    all.iter().filter(|i| i["service"] == service && i["state"] != "standby").cloned().collect()
+}
+
+fn header<'a>(reply: &'a HttpReply, name: &str) -> Option<&'a str> {
+    reply.head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// A `mayfly serve` in the background, with its addresses. Dropping it kills the gateway and
+/// every monitor it started.
+struct Gateway {
+    child: Child,
+    pid: u32,
+    /// The gateway's address.
+    addr: SocketAddr,
+    /// The admin API's address.
+    admin: SocketAddr,
+    /// The scratch directory (config, state).
+    dir: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+    exited: Option<ExitStatus>,
+}
+
+impl Gateway {
+    /// Writes a configuration with `services` into a scratch directory for test `name`, starts
+    /// `mayfly serve` on it, and waits (at most 60 s) for `ready`.
+    fn start(name: &str, services: &str) -> Gateway {
+        require_kvm();
+        let dir = scratch(name);
+        let path = dir.join("serve.toml");
+        std::fs::write(&path, config(services)).unwrap();
+        let mut child = mayfly()
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .env("MAYFLY_STATE_DIR", &dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mayfly serve");
+        let pid = child.id();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            // Read to the end whether anyone listens or not: a full pipe would stall the gateway.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut gateway =
+            Gateway { child, pid, addr: nowhere, admin: nowhere, dir, log, exited: None };
+        let deadline = Instant::now() + READY_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|e| {
+                panic!(
+                    "mayfly serve did not print `ready` within {READY_LIMIT:?} ({e}); stderr:\n{}",
+                    gateway.stderr()
+                )
+            });
+            if let Some(rest) = line.strip_prefix("mayfly serve: gateway on http://") {
+                let (addr, rest) =
+                    rest.split_once(" , admin API on http://").expect("two addresses");
+                let admin = rest.split(' ').next().unwrap_or_default();
+                gateway.addr = addr.parse().unwrap_or_else(|e| panic!("{addr:?}: {e}"));
+                gateway.admin = admin.parse().unwrap_or_else(|e| panic!("{admin:?}: {e}"));
+            } else if line == "mayfly serve: ready" {
+                break;
+            }
+        }
+        assert_ne!(gateway.addr.port(), 0, "no address before `ready`:\n{}", gateway.stderr());
+        gateway
+    }
+
+    /// Everything the gateway printed on stderr so far.
+    fn stderr(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+    }
+
+    fn context(&self) -> impl Fn() -> String + '_ {
+        move || format!("gateway stderr:\n{}", self.stderr())
+    }
+
+    /// One request through the gateway.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpReply {
+        http_request(self.addr, method, path, headers, body, REQUEST_TIMEOUT).unwrap_or_else(|| {
+            panic!("no response to {method} {path} from the gateway; stderr:\n{}", self.stderr())
+        })
+    }
+
+    fn get(&self, path: &str) -> HttpReply {
+        self.request("GET", path, &[], b"")
+    }
+
+    fn admin_json(&self, path: &str) -> Value {
+        admin_json(self.admin, path)
+    }
+
+    fn instances(&self, service: &str) -> Vec<Value> {
+        started_instances(self.admin, service)
+    }
+
+    /// The admin API's view of `name` (`GET /services`).
+    fn service(&self, name: &str) -> Value {
+        let services = self.admin_json("/services");
+        let services = services.as_array().expect("/services is an array");
+        services
+            .iter()
+            .find(|s| s["spec"]["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no service {name:?} in {services:?}"))
+    }
+
+    /// The service's log lines (`GET /services/<name>/logs`).
+    fn logs(&self, name: &str) -> Vec<String> {
+        let lines = self.admin_json(&format!("/services/{name}/logs"));
+        let lines = lines.as_array().expect("logs are an array");
+        lines.iter().map(|l| l.as_str().unwrap_or_default().to_owned()).collect()
+    }
+
+    fn wait_until(&self, what: &str, limit: Duration, done: impl FnMut() -> bool) {
+        wait_until(what, limit, self.context(), done);
+    }
+
+    /// The live monitors of `image` this gateway started.
+    fn monitors(&self, image: &Path) -> Vec<u32> {
+        monitors_of(self.pid, image)
+    }
+
+    /// How many file descriptors the gateway has open.
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).expect("the gateway's fds").count()
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the gateway to exit; its exit code.
+    fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        assert!(signal(self.pid, libc::SIGTERM), "cannot signal the gateway");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.exited = Some(status);
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mayfly serve did not exit within {limit:?} of SIGTERM; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
+            // Freeze the gateway so that it starts nothing more, kill its monitors, then it.
+            signal(self.pid, libc::SIGSTOP);
+            for child in processes().into_iter().filter(|p| p.ppid == self.pid) {
+                signal(child.pid, libc::SIGKILL);
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- mayfly serve stderr ---\n{}\n---", self.stderr());
+        }
+    }
+}
+
+#[test]
+fn scale_from_zero_on_the_first_request() {
+    let gw =
+        Gateway::start("scale-from-zero", &hello_service("min_instances = 0\nwarm_shells = 0"));
+    assert_eq!(gw.admin_json("/instances"), Value::Array(Vec::new()), "nothing runs at zero");
+    let reply = gw.get("/hello");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, GREETING);
+    let instances = gw.instances("http-hello");
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    assert_eq!(instances[0]["state"], "ready", "{instances:?}");
+    assert_eq!(instances[0]["requests"], 1, "{instances:?}");
+    assert_eq!(gw.service("http-hello")["cold_starts"], 1);
+}
+
+#[test]
+fn burst_of_200_concurrent_requests_to_a_service_at_zero_all_succeed() {
+    const CLIENTS: usize = 200;
+    const MAX_INSTANCES: usize = 4;
+    let gw = Gateway::start(
+        "burst",
+        &hello_service("max_instances = 4\nconcurrency = 8\nwarm_shells = 0"),
+    );
+    assert!(gw.instances("http-hello").is_empty(), "the service starts at zero");
+    // Watch the number of instances while the burst runs.
+    let max_seen = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (admin, max_seen, stop) = (gw.admin, max_seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let count = started_instances(admin, "http-hello").len();
+                max_seen.fetch_max(count, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let addr = gw.addr;
+    let barrier = Arc::new(std::sync::Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                http_request(addr, "GET", "/hello", &[], b"", Duration::from_secs(30))
+                    .map(|r| (r.status, r.body))
+            })
+        })
+        .collect();
+    let results: Vec<_> = clients.into_iter().map(|c| c.join().expect("client thread")).collect();
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().expect("watcher thread");
+    let after = gw.instances("http-hello").len();
+    let max = max_seen.load(Ordering::Relaxed).max(after);
+
+    let failed: Vec<_> =
+        results.iter().filter(|r| !matches!(r, Some((200, body)) if body == GREETING)).collect();
+    assert!(failed.is_empty(), "{} of {CLIENTS} requests failed: {:?}", failed.len(), &failed[..]);
+    assert!(max > 1, "the service did not scale out: at most {max} instance(s) seen");
+    assert!(max <= MAX_INSTANCES, "{max} instances seen, above max_instances {MAX_INSTANCES}");
+    let info = gw.service("http-hello");
+    let cold_starts = info["cold_starts"].as_u64().unwrap_or(0);
+    assert!((2..=4).contains(&cold_starts), "cold starts: {info}");
+}
+
+#[test]
+fn scale_to_zero_after_idle() {
+    let image = guest_image(HELLO);
+    let gw =
+        Gateway::start("scale-to-zero", &hello_service("idle_timeout_ms = 500\nwarm_shells = 0"));
+    let fds_at_start = gw.open_fds();
+    let mut fds = Vec::new();
+    for cycle in 1..=3 {
+        let reply = gw.get("/hello");
+        assert_eq!(reply.status, 200, "cycle {cycle}: {reply:?}");
+        let running = gw.monitors(&image);
+        assert_eq!(running.len(), 1, "cycle {cycle}: one monitor while the instance lives");
+        gw.wait_until(&format!("cycle {cycle}: scaled to zero"), Duration::from_secs(10), || {
+            gw.admin_json("/instances") == Value::Array(Vec::new())
+        });
+        gw.wait_until(&format!("cycle {cycle}: monitors gone"), Duration::from_secs(5), || {
+            gw.monitors(&image).is_empty()
+        });
+        assert!(still_running(&running, &image).is_empty(), "cycle {cycle}: {running:?} live");
+        fds.push(gw.open_fds());
+    }
+    assert_eq!(gw.service("http-hello")["cold_starts"], 3, "one cold start per cycle");
+    let last = *fds.last().unwrap();
+    assert!(
+        last <= fds_at_start + 5,
+        "the gateway's open fds grew from {fds_at_start} to {last} over 3 cycles ({fds:?})"
+    );
+}
+
+#[test]
+fn per_request_mode_gives_a_fresh_instance_each_time() {
+    let gw = Gateway::start(
+        "per-request",
+        &service("kv", KV, "path_prefix = \"/kv\"\nmode = \"per-request\""),
+    );
+    let put = gw.request("PUT", "/kv/a", &[], br#"{"v":1}"#);
+    assert_eq!(put.status, 201, "{put:?}");
+    let get = gw.get("/kv/a");
+    assert_eq!(get.status, 404, "a fresh instance does not know `a`: {get:?}");
+    assert_eq!(gw.service("kv")["cold_starts"], 2, "one instance per request");
+    gw.wait_until("per-request instances destroyed", Duration::from_secs(5), || {
+        gw.instances("kv").is_empty()
+    });
+}
+
+/// Requests `/crash` (502: the instance faulted) and waits until the gateway has noticed that
+/// the instance is gone.
+fn crash_and_wait(gw: &Gateway, service: &str, headers: &[(&str, &str)]) {
+    let reply = gw.request("GET", "/crash", headers, b"");
+    assert_eq!(reply.status, 502, "{service}: {reply:?}");
+    gw.wait_until(
+        &format!("{service}: the crashed instance noticed"),
+        Duration::from_secs(5),
+        || gw.instances(service).is_empty(),
+    );
+}
+
+#[test]
+fn a_crashing_service_gives_502_and_recovers() {
+    let gw = Gateway::start("crash", &crashy_service(""));
+    let crash = gw.get("/crash");
+    assert_eq!(crash.status, 502, "{crash:?}");
+    let ok = gw.get("/");
+    assert_eq!((ok.status, ok.body.as_slice()), (200, b"ok\n".as_slice()), "{ok:?}");
+    gw.wait_until("the fault in the service's log", Duration::from_secs(5), || {
+        gw.logs("crashy").iter().any(|l| l.contains("page fault"))
+    });
+    let info = gw.service("crashy");
+    assert!(info["last_crash"].as_str().is_some_and(|c| c.contains("page fault")), "{info}");
+    assert_eq!(info["cold_starts"], 2, "a fresh instance after the crash: {info}");
+}
+
+/// What `a_crashing_service_gives_502_and_recovers` checks, less what its bugs break: the next
+/// request is sent once the gateway has noticed the crash, and the diagnosis is not required.
+#[test]
+fn a_noticed_crash_gives_502_then_a_fresh_instance() {
+    let gw = Gateway::start("crash-noticed", &crashy_service(""));
+    crash_and_wait(&gw, "crashy", &[]);
+    let ok = gw.get("/");
+    assert_eq!((ok.status, ok.body.as_slice()), (200, b"ok\n".as_slice()), "{ok:?}");
+    let info = gw.service("crashy");
+    assert!(info["last_crash"].is_string(), "the crash is recorded: {info}");
+    assert_eq!(info["cold_starts"], 2, "a fresh instance after the crash: {info}");
+    let instances = gw.instances("crashy");
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    assert_eq!(instances[0]["state"], "ready", "{instances:?}");
+}
+
+#[test]
+fn crash_loop_is_backed_off_and_reported() {
+    let gw = Gateway::start("crash-loop", &crashy_service(""));
+    for i in 1..=3 {
+        let reply = gw.get("/crash");
+        assert_eq!(reply.status, 502, "crash {i}: {reply:?}");
+    }
+    // Three crashes in a row: a crash loop, backed off (1 s for the first).
+    let reply = gw.get("/");
+    assert_eq!(reply.status, 503, "backed off: {reply:?}");
+    let retry_after = header(&reply, "retry-after").and_then(|v| v.parse::<u64>().ok());
+    assert!(retry_after.is_some_and(|s| s >= 1), "Retry-After: {reply:?}");
+    let info = gw.service("crashy");
+    assert!(info["backoff_seconds"].as_f64().is_some_and(|s| s > 0.0), "{info}");
+    assert!(info["last_crash"].as_str().is_some_and(|c| c.contains("fault")), "{info}");
+    // Once the back-off is over, a request boots an instance again.
+    gw.wait_until("the service answers after its back-off", Duration::from_secs(10), || {
+        gw.get("/").status == 200
+    });
+}
+
+/// What `crash_loop_is_backed_off_and_reported` checks, less what its bugs break: each crash is
+/// noticed before the next request, and the diagnosis is not required.
+#[test]
+fn noticed_crashes_in_a_row_are_backed_off() {
+    let gw = Gateway::start("crash-loop-noticed", &crashy_service(""));
+    for _ in 1..=3 {
+        crash_and_wait(&gw, "crashy", &[]);
+    }
+    // Three crashes within 30 s: a crash loop, backed off (1 s for the first).
+    let reply = gw.get("/");
+    assert_eq!(reply.status, 503, "backed off: {reply:?}");
+    let retry_after = header(&reply, "retry-after").and_then(|v| v.parse::<u64>().ok());
+    assert!(retry_after.is_some_and(|s| s >= 1), "Retry-After: {reply:?}");
+    assert!(String::from_utf8_lossy(&reply.body).contains("crash-looping"), "{reply:?}");
+    let info = gw.service("crashy");
+    assert!(info["backoff_seconds"].as_f64().is_some_and(|s| s > 0.0), "{info}");
+    assert!(info["last_crash"].is_string(), "{info}");
+    gw.wait_until("the service answers after its back-off", Duration::from_secs(10), || {
+        gw.get("/").status == 200
+    });
+}
+
+#[test]
+fn every_crash_diagnosis_reaches_last_crash_and_the_log() {
+    const SERVICES: usize = 8;
+    let services: String = (0..SERVICES)
+        .map(|i| {
+            service(&format!("c{i}"), CRASHY, &format!("host = \"c{i}.test\"\nwarm_shells = 0"))
+        })
+        .collect();
+    let gw = Gateway::start("crash-diagnosis", &services);
+    for i in 0..SERVICES {
+        let host = format!("c{i}.test");
+        crash_and_wait(&gw, &format!("c{i}"), &[("Host", &host)]);
+    }
+    let mut lost = Vec::new();
+    for i in 0..SERVICES {
+        let name = format!("c{i}");
+        let info = gw.service(&name);
+        let crash = info["last_crash"].as_str().unwrap_or_default().to_owned();
+        let logged = gw.logs(&name).iter().any(|l| l.contains("page fault"));
+        if !crash.contains("page fault") || !logged {
+            lost.push(format!("{name}: last_crash {crash:?}, fault in the log: {logged}"));
+        }
+    }
+    assert!(lost.is_empty(), "diagnoses lost for {} of {SERVICES} crashes: {lost:#?}", lost.len());
+}
+
+#[test]
+fn unknown_routes_get_404() {
+    let gw = Gateway::start("unknown-routes", &hello_service("warm_shells = 0"));
+    for path in ["/nothing", "/", "/hellooo", "/nothing/hello"] {
+        let reply = gw.get(path);
+        assert_eq!(reply.status, 404, "{path}: {reply:?}");
+    }
+    assert_eq!(gw.admin_json("/instances"), Value::Array(Vec::new()), "nothing was booted");
+    assert_eq!(gw.get("/hello").status, 200);
+}
+
+/// `mayfly serve --config <toml>` fails quickly with status 125 and one line naming `needle`.
+fn serve_refuses(name: &str, toml: &str, needle: &str) {
+    let dir = scratch(&format!("config-{name}"));
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut cmd = mayfly();
+    cmd.arg("serve").arg("--config").arg(&path).env("MAYFLY_STATE_DIR", &dir);
+    let started = Instant::now();
+    let run = run_bounded(cmd, Duration::from_secs(20));
+    assert_eq!(run.status, Some(EXIT_MAYFLY_ERROR), "{name}: stderr: {}", run.stderr);
+    run.assert_one_line_error(needle);
+    assert!(started.elapsed() < Duration::from_secs(10), "{name}: took {:?}", started.elapsed());
+}
+
+#[test]
+fn config_errors_are_reported_with_field_and_reason() {
+    require_kvm();
+    let image = guest_image(HELLO);
+    let good = |extra: &str| {
+        config(&format!(
+            "[[service]]\nname = \"x\"\nimage = \"{}\"\npath_prefix = \"/x\"\n{extra}\n",
+            image.display()
+        ))
+    };
+    serve_refuses("syntax", "[gateway\nlisten = \"127.0.0.1:0\"\n", "TOML parse error");
+    serve_refuses("mem", &good("mem_mib = 3"), "`mem_mib` must be");
+    serve_refuses("unknown-field", &good("colour = \"blue\""), "unknown field `colour`");
+    serve_refuses(
+        "no-image",
+        &config(
+            "[[service]]\nname = \"x\"\nimage = \"/nonexistent/x.img\"\npath_prefix = \"/x\"\n",
+        ),
+        "/nonexistent/x.img does not exist",
+    );
+
+    // Through the admin API: 400 naming the problem, and the running services carry on.
+    let gw = Gateway::start("config-admin", &hello_service(""));
+    let deploy =
+        |body: &str| admin_request(gw.admin, "PUT", "/services/x", Some(TOKEN), body.as_bytes());
+    let cases = [
+        (r#"{"name":"x","image":"/nope","path_prefix":"/x"}"#, "/nope does not exist"),
+        (r#"{"name":"x","image":"/nope","path_prefix":"/x","mem_mib":3}"#, "`mem_mib` must be"),
+        (r#"{"name":"x","image":"/nope","path_prefix":"/x","colour":1}"#, "unknown field `colour`"),
+        (r#"{"name":"x","#, "invalid service spec"),
+    ];
+    for (body, needle) in cases {
+        let reply = deploy(body);
+        assert_eq!(reply.status, 400, "{body}: {reply:?}");
+        let error: Value = serde_json::from_slice(&reply.body).expect("a JSON error");
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{body}: {message:?} lacks {needle:?}");
+    }
+    let names: Vec<Value> = gw
+        .admin_json("/services")
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| s["spec"]["name"].clone())
+        .collect();
+    assert_eq!(names, vec![Value::from("http-hello")]);
+    let reply = gw.get("/hello");
+    assert_eq!((reply.status, reply.body.as_slice()), (200, GREETING), "{reply:?}");
+}
+
+#[test]
+fn admin_api_requires_the_token() {
+    let gw = Gateway::start("admin-token", &hello_service("warm_shells = 0"));
+    for token in [None, Some("wrong-token"), Some("test-token2"), Some("")] {
+        let reply = admin_request(gw.admin, "GET", "/instances", token, b"");
+        assert_eq!(reply.status, 401, "token {token:?}: {reply:?}");
+        let reply = admin_request(gw.admin, "DELETE", "/services/http-hello", token, b"");
+        assert_eq!(reply.status, 401, "token {token:?}: {reply:?}");
+    }
+    assert_eq!(gw.get("/hello").status, 200, "the service was not removed");
+    let metrics = admin_request(gw.admin, "GET", "/metrics", None, b"");
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    let text = String::from_utf8_lossy(&metrics.body);
+    let counted = text.lines().any(|l| {
+        l.starts_with("mayfly_requests_total{")
+            && l.contains("service=\"http-hello\"")
+            && l.contains("status=\"200\"")
+            && l.ends_with(" 1")
+    });
+    assert!(counted, "no mayfly_requests_total for the request:\n{text}");
+}
+
+#[test]
+fn mayfly_ps_deploy_rm_logs_work() {
+    let gw = Gateway::start("cli", &hello_service("warm_shells = 0"));
+    let admin = gw.admin.to_string();
+    let cli = |args: &[&str]| {
+        let mut cmd = mayfly();
+        cmd.args(args).args(["--admin", &admin, "--token", TOKEN]);
+        let run = run_bounded(cmd, Duration::from_secs(30));
+        assert_eq!(run.status, Some(0), "mayfly {args:?}: {}", run.stderr);
+        run.stdout
+    };
+    let second = gw.dir.join("second.toml");
+    std::fs::write(&second, service("second", HELLO, "host = \"second.test\"\nwarm_shells = 0"))
+        .unwrap();
+    let out = cli(&["deploy", second.to_str().unwrap()]);
+    assert!(out.contains("deployed second"), "{out}");
+
+    let to_second = [("Host", "second.test")];
+    let reply = gw.request("GET", "/", &to_second, b"");
+    assert_eq!((reply.status, reply.body.as_slice()), (200, GREETING), "{reply:?}");
+    let ps = cli(&["ps"]);
+    let listed =
+        |ps: &str, name: &str| ps.lines().any(|l| l.split_whitespace().next() == Some(name));
+    assert!(listed(&ps, "second") && listed(&ps, "http-hello"), "{ps}");
+    assert!(ps.lines().any(|l| l.starts_with("second-") && l.contains("ready")), "{ps}");
+
+    let out = cli(&["rm", "second"]);
+    assert!(out.contains("removed second"), "{out}");
+    let reply = gw.request("GET", "/", &to_second, b"");
+    assert_eq!(reply.status, 404, "the removed service's route: {reply:?}");
+    let ps = cli(&["ps"]);
+    assert!(!listed(&ps, "second") && listed(&ps, "http-hello"), "{ps}");
+
+    assert_eq!(gw.get("/hello").status, 200);
+    gw.wait_until("http-hello's console in `mayfly logs`", Duration::from_secs(5), || {
+        cli(&["logs", "http-hello"]).contains("http: listening on port 80")
+    });
+}
+
+#[test]
+fn graceful_shutdown_with_requests_in_flight() {
+    const SLOW: usize = 5;
+    let image = guest_image(CRASHY);
+    let mut gw = Gateway::start("graceful", &crashy_service(""));
+    let addr = gw.addr;
+    let clients: Vec<_> = (0..SLOW)
+        .map(|_| {
+            std::thread::spawn(move || {
+                http_request(addr, "GET", "/slow?ms=1500", &[], b"", Duration::from_secs(20))
+                    .map(|r| (r.status, r.body))
+            })
+        })
+        .collect();
+    let in_flight = || -> u64 {
+        let all = gw.admin_json("/instances");
+        all.as_array().expect("an array").iter().filter_map(|i| i["in_flight"].as_u64()).sum()
+    };
+    gw.wait_until("5 requests in flight", Duration::from_secs(10), || in_flight() >= SLOW as u64);
+    let monitors = gw.monitors(&image);
+    assert!(!monitors.is_empty(), "no monitor found for the instance");
+
+    let status = gw.terminate(Duration::from_secs(15));
+    assert_eq!(status, Some(0), "exit status; stderr:\n{}", gw.stderr());
+    for (i, client) in clients.into_iter().enumerate() {
+        let result = client.join().expect("client thread");
+        assert!(
+            matches!(&result, Some((200, body)) if body == b"slow\n"),
+            "request {i} in flight at SIGTERM: {result:?}"
+        );
+    }
+    let left = still_running(&monitors, &image);
+    assert!(left.is_empty(), "monitors {left:?} outlived the gateway");
+    assert!(gw.stderr().contains("every instance destroyed"), "{}", gw.stderr());
+}
