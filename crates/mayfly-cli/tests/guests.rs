@@ -171,3 +171,21 @@ fn guest_timings_are_reported_in_order() {
     assert!(value("start_ns") <= value("entered_ns"));
     assert!(value("entered_ns") <= value("stopped_ns"));
 }
+
+#[test]
+fn a_forbidden_system_call_kills_the_monitor_and_is_reported() {
+    require_kvm();
+    let hello = guest_image("examples/hello");
+    let run = run_image(&hello, &["--seccomp-selftest"], &[]);
+    assert_eq!(run.status, Some(159), "stdout {} stderr {}", run.stdout, run.stderr);
+    run.assert_one_line_error("monitor stopped by its seccomp filter: system call 110");
+}
+
+#[test]
+fn guests_run_under_the_sandbox_by_default_and_without_it_on_request() {
+    require_kvm();
+    let hello = guest_image("examples/hello");
+    // The same guest, with and without the filter: both succeed (the filter allows the run loop).
+    assert_eq!(run_image(&hello, &[], &["5"]).status, Some(5));
+    assert_eq!(run_image(&hello, &["--no-sandbox"], &["5"]).status, Some(5));
+}

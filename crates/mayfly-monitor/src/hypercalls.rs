@@ -138,7 +138,9 @@ fn wait(
         let remaining = until.map_or(Duration::from_secs(60), |u| u.saturating_duration_since(now));
         match nic.as_deref_mut() {
             Some(nic) => nic.block(remaining),
-            None => std::thread::sleep(remaining),
+            None => {
+                let _ = crate::sys::poll(&mut [], remaining);
+            }
         }
     }
 }

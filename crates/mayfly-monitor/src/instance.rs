@@ -35,6 +35,11 @@ pub struct VmConfig {
     /// How to connect the NIC, for images that declare one (default: user-mode networking with
     /// nothing published).
     pub net: Option<NetConfig>,
+    /// Run the guest under the monitor's seccomp filter (see `sandbox`).
+    pub sandbox: bool,
+    /// Test hook: make a forbidden system call once sandboxed.
+    #[doc(hidden)]
+    pub seccomp_selftest: bool,
 }
 
 /// Why a guest could not be booted.
@@ -67,6 +72,8 @@ pub enum BootError {
     Net(#[from] NetError),
     #[error("setting up the NIC's rings failed: {0}")]
     Rings(#[from] RingError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 /// A guest ready to run: memory loaded, vCPU at the entry point.
@@ -82,6 +89,8 @@ pub struct Instance {
     pub(crate) nic: Option<Nic>,
     pub(crate) net_info: NetInfo,
     pub(crate) entropy: [u8; 32],
+    pub(crate) sandbox: bool,
+    pub(crate) seccomp_selftest: bool,
 }
 
 impl Instance {
@@ -140,6 +149,8 @@ impl Instance {
             nic,
             net_info,
             entropy,
+            sandbox: config.sandbox,
+            seccomp_selftest: config.seccomp_selftest,
         })
     }
 

@@ -3,7 +3,8 @@
 //! The boot path lives in [`instance`] (validate, plan, load, set up the vCPU), the run loop in
 //! [`run`], the hypercall table in [`hypercalls`]. Unsafe code is confined to three modules:
 //! `kvm` (registering guest memory), `guest_memory` (the plain-data contract of ABI structures)
-//! and `sys` (timer signal, clock, entropy). Every guest is treated as hostile: see
+//! and `sys` (timer signal, clock, entropy, tap, poll, the SIGSYS reporter). [`sandbox`] builds
+//! the seccomp filter the run loop lives under. Every guest is treated as hostile: see
 //! `docs/design.md`.
 
 pub mod boot_args;
@@ -18,6 +19,7 @@ pub mod outcome;
 pub mod paging;
 pub mod plan;
 pub mod run;
+pub mod sandbox;
 pub mod sys;
 
 pub use image::{Image, ImageError};

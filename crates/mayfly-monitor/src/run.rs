@@ -52,6 +52,12 @@ impl Instance {
         if let Some((_, after)) = deadline {
             sys::arm_timeout(after).map_err(|e| BootError::Load(format!("arming timer: {e}")))?;
         }
+        if self.sandbox {
+            crate::sandbox::enter()?;
+            if self.seccomp_selftest {
+                sys::forbidden_call();
+            }
+        }
         let mut timings = Timings { entered_ns: sys::monotonic_ns(), ..Timings::default() };
         let outcome = loop {
             let exit = self.enter();

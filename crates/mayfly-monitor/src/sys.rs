@@ -97,15 +97,19 @@ pub fn open_tap(name: &str) -> std::io::Result<(std::fs::File, String)> {
     Ok((file, String::from_utf8_lossy(&actual).into_owned()))
 }
 
-/// Waits until one of `fds` is ready or `timeout` passes (`poll(2)`); interrupted waits return
-/// early (the caller re-checks its deadline).
+/// Waits until one of `fds` is ready or `timeout` passes (`ppoll(2)`, nanosecond precision;
+/// with no descriptors it is a sleep); interrupted waits return early (the caller re-checks its
+/// deadline).
 pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> std::io::Result<usize> {
-    let ms = libc::c_int::try_from(timeout.as_millis().min(60_000)).unwrap_or(60_000);
-    // Round a sub-millisecond wait up so that it does not spin.
-    let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
+    let timeout = timeout.min(Duration::from_secs(60));
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(60),
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
+    };
     let n = libc::nfds_t::try_from(fds.len()).unwrap_or(0);
-    // SAFETY: `fds` is a valid, writable array of `n` pollfd structs for the call.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), n, ms) };
+    // SAFETY: `fds` is a valid, writable array of `n` pollfd structs and `ts` a valid timespec
+    // for the call; no signal mask is passed.
+    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), n, &ts, std::ptr::null()) };
     if rc < 0 {
         let err = std::io::Error::last_os_error();
         if err.kind() == std::io::ErrorKind::Interrupted {
@@ -114,4 +118,64 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> std::io::Result<usiz
         return Err(err);
     }
     Ok(usize::try_from(rc).unwrap_or(0))
+}
+
+static SIGSYS_STATUS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(159);
+
+/// SIGSYS handler: reports the forbidden system call and exits. Only async-signal-safe calls
+/// (write, exit_group), no allocation.
+extern "C" fn on_sigsys(
+    _signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
+    // For SIGSYS, the kernel's siginfo holds the system call number at byte 24
+    // (`_sigsys._syscall`, after si_signo/si_errno/si_code and the 8-byte `_call_addr`).
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; 24..28 is inside it.
+    let number = unsafe { info.cast::<u8>().add(24).cast::<i32>().read_unaligned() };
+    let prefix: &[u8] = b"mayfly: monitor stopped by its seccomp filter: system call ";
+    let suffix: &[u8] = b" is not in its allowlist (docs/security.md)\n";
+    let mut digits = [0u8; 10];
+    let mut n = number.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    let number_text = digits.get(i..).unwrap_or_default();
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffers are live for the calls.
+    unsafe {
+        libc::write(2, prefix.as_ptr().cast(), prefix.len());
+        libc::write(2, number_text.as_ptr().cast(), number_text.len());
+        libc::write(2, suffix.as_ptr().cast(), suffix.len());
+        libc::_exit(SIGSYS_STATUS.load(std::sync::atomic::Ordering::Relaxed));
+    }
+}
+
+/// Installs the SIGSYS reporter, which exits with `status`.
+pub fn report_sigsys(status: i32) -> std::io::Result<()> {
+    SIGSYS_STATUS.store(status, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: a fully initialised sigaction whose handler only makes async-signal-safe calls.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigsys as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Makes a system call the sandbox forbids (`getppid`), for the sandbox's test.
+pub fn forbidden_call() {
+    // SAFETY: getppid has no arguments and no memory effects.
+    unsafe { libc::getppid() };
 }

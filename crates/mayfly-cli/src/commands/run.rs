@@ -47,6 +47,12 @@ pub struct Args {
     /// `mayfly serve` to keep VM shells ready ahead of demand.
     #[arg(long)]
     standby: bool,
+    /// Do not confine the monitor with its seccomp filter (for debugging the monitor).
+    #[arg(long)]
+    no_sandbox: bool,
+    /// Test hook: once sandboxed, make a forbidden system call (the filter must stop us).
+    #[arg(long, hide = true)]
+    seccomp_selftest: bool,
     /// Arguments for the guest.
     #[arg(last = true)]
     guest_args: Vec<String>,
@@ -152,7 +158,15 @@ pub fn execute(args: Args) -> Result<ExitCode> {
     let name = args.image.file_stem().map_or("guest".into(), |s| s.to_string_lossy().into_owned());
     let mut guest_args = vec![name];
     guest_args.extend(args.guest_args.iter().cloned());
-    let config = VmConfig { mem_size, timeout, args: guest_args, env: args.env.clone(), net };
+    let config = VmConfig {
+        mem_size,
+        timeout,
+        args: guest_args,
+        env: args.env.clone(),
+        net,
+        sandbox: !args.no_sandbox,
+        seccomp_selftest: args.seccomp_selftest,
+    };
     let instance = Instance::prepare(&bytes, &config)
         .with_context(|| format!("cannot boot {}", image.display()))?;
     if let Some(nic) = instance.nic() {
@@ -170,6 +184,8 @@ pub fn execute(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
+    // Opened now: the sandboxed run loop may not open files, but may read this one.
+    let status_file = if args.timings { std::fs::File::open("/proc/self/status").ok() } else { None };
     let report = instance.run(&mut std::io::stdout().lock())?;
     if args.timings {
         let t = report.timings;
@@ -179,7 +195,7 @@ pub fn execute(args: Args) -> Result<ExitCode> {
             t.entered_ns,
             t.first_hypercall_ns.unwrap_or(0),
             t.stopped_ns,
-            peak_rss_kib().unwrap_or(0)
+            status_file.and_then(peak_rss_kib).unwrap_or(0)
         );
     }
     if let Some(diagnosis) = report.outcome.diagnosis() {
@@ -189,9 +205,19 @@ pub fn execute(args: Args) -> Result<ExitCode> {
 }
 
 /// This process's peak resident set size (`VmHWM`: of this program's memory only, unlike
-/// `ru_maxrss`, which also counts the parent's pages shared before `exec`).
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// `ru_maxrss`, which also counts the parent's pages shared before `exec`), from its
+/// `/proc/self/status`, opened before the sandbox and read with plain reads only.
+fn peak_rss_kib(mut file: std::fs::File) -> Option<u64> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(chunk.get(..n)?),
+        }
+    }
+    let status = String::from_utf8_lossy(&bytes);
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
