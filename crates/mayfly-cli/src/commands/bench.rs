@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use mayfly_cli::bench::boot::BootBench;
+use mayfly_cli::bench::http::HttpBench;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,6 +42,33 @@ enum Which {
         #[arg(long, default_value = "target/bench")]
         target_dir: PathBuf,
     },
+    /// Serve HTTP from `http-hello` against the same handler as a native Linux process.
+    Http {
+        /// Keep-alive requests measured on each side (one connection, after 100 warm-up).
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Concurrent connections of the throughput test.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds of each throughput round (3 rounds per side).
+        #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+        duration: f64,
+        /// New connections (`Connection: close`) measured on each side.
+        #[arg(long, default_value_t = 500)]
+        connections: usize,
+        /// Boots to first response measured on each side.
+        #[arg(long, default_value_t = 30)]
+        boots: usize,
+        /// The http-hello guest crate.
+        #[arg(long, default_value = "examples/http-hello")]
+        hello: PathBuf,
+        /// The native baseline crate.
+        #[arg(long, default_value = "bench/native-http")]
+        native: PathBuf,
+        /// Cargo target directory for the builds.
+        #[arg(long, default_value = "target/bench")]
+        target_dir: PathBuf,
+    },
 }
 
 pub fn execute(args: Args) -> Result<ExitCode> {
@@ -49,6 +77,45 @@ pub fn execute(args: Args) -> Result<ExitCode> {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             BootBench { runs, mem_mib: mem, hello_crate: hello, native_crate: native, target_dir }
                 .run()?
+        }
+        Which::Http {
+            requests,
+            concurrency,
+            duration,
+            connections,
+            boots,
+            hello,
+            native,
+            target_dir,
+        } => {
+            anyhow::ensure!(
+                (1..=1_000_000).contains(&requests),
+                "--requests must be from 1 to 1000000"
+            );
+            anyhow::ensure!(
+                (1..=256).contains(&concurrency),
+                "--concurrency must be from 1 to 256"
+            );
+            anyhow::ensure!(
+                duration.is_finite() && (0.1..=300.0).contains(&duration),
+                "--duration must be from 0.1 to 300 seconds"
+            );
+            anyhow::ensure!(
+                (1..=100_000).contains(&connections),
+                "--connections must be from 1 to 100000"
+            );
+            anyhow::ensure!((1..=10_000).contains(&boots), "--boots must be from 1 to 10000");
+            HttpBench {
+                requests,
+                concurrency,
+                duration: std::time::Duration::from_secs_f64(duration),
+                connections,
+                boots,
+                hello_crate: hello,
+                native_crate: native,
+                target_dir,
+            }
+            .run()?
         }
     };
     report.print();
