@@ -8,11 +8,10 @@
 use crate::platform::Global;
 use crate::time::Instant;
 use alloc::boxed::Box;
-use alloc::collections::BinaryHeap;
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::task::Wake;
 use alloc::vec::Vec;
-use core::cmp::Reverse;
 use core::future::Future;
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -48,48 +47,32 @@ pub fn spawn(future: impl Future<Output = ()> + 'static) {
     SPAWNED.with(|spawned| spawned.push(Box::pin(future)));
 }
 
-struct Timer {
-    at: Instant,
-    seq: u64,
-    waker: Waker,
-}
+/// Armed timers, by deadline (and a sequence number for ties). A [`Sleep`] removes its own
+/// entry when dropped, so abandoned timeouts (every keep-alive request arms one) do not pile up.
+static TIMERS: Global<(Timers, u64)> = Global::new((BTreeMap::new(), 0));
 
-impl PartialEq for Timer {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
+/// Timers by (deadline, sequence number).
+type Timers = BTreeMap<(Instant, u64), Waker>;
 
-static TIMERS: Global<(BinaryHeap<Reverse<Timer>>, u64)> = Global::new((BinaryHeap::new(), 0));
-
-fn add_timer(at: Instant, waker: Waker) {
-    TIMERS.with(|(heap, seq)| {
+fn add_timer(at: Instant, waker: Waker) -> (Instant, u64) {
+    TIMERS.with(|(timers, seq)| {
         *seq += 1;
-        heap.push(Reverse(Timer { at, seq: *seq, waker }));
-    });
+        timers.insert((at, *seq), waker);
+        (at, *seq)
+    })
 }
 
 /// Wakes the tasks whose timers are due; returns the next deadline.
 fn fire_timers(now: Instant) -> Option<Instant> {
     let mut due = Vec::new();
-    let next = TIMERS.with(|(heap, _)| {
-        while heap.peek().is_some_and(|Reverse(t)| t.at <= now) {
-            if let Some(Reverse(timer)) = heap.pop() {
-                due.push(timer.waker);
+    let next = TIMERS.with(|(timers, _)| {
+        while let Some(entry) = timers.first_entry() {
+            if entry.key().0 > now {
+                break;
             }
+            due.push(entry.remove());
         }
-        heap.peek().map(|Reverse(t)| t.at)
+        timers.first_key_value().map(|((at, _), _)| *at)
     });
     for waker in due {
         waker.wake();
@@ -100,7 +83,8 @@ fn fire_timers(now: Instant) -> Option<Instant> {
 /// A future that completes at a deadline.
 pub struct Sleep {
     until: Instant,
-    registered: bool,
+    /// The armed timer's key, while armed.
+    timer: Option<(Instant, u64)>,
 }
 
 impl Future for Sleep {
@@ -110,22 +94,29 @@ impl Future for Sleep {
         if Instant::now() >= self.until {
             return Poll::Ready(());
         }
-        if !self.registered {
-            add_timer(self.until, cx.waker().clone());
-            self.registered = true;
+        if self.timer.is_none() {
+            self.timer = Some(add_timer(self.until, cx.waker().clone()));
         }
         Poll::Pending
     }
 }
 
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.timer.take() {
+            TIMERS.with(|(timers, _)| timers.remove(&key));
+        }
+    }
+}
+
 /// Completes after `duration`.
 pub fn sleep(duration: Duration) -> Sleep {
-    Sleep { until: Instant::now().saturating_add(duration), registered: false }
+    Sleep { until: Instant::now().saturating_add(duration), timer: None }
 }
 
 /// Completes at `until`.
 pub fn sleep_until(until: Instant) -> Sleep {
-    Sleep { until, registered: false }
+    Sleep { until, timer: None }
 }
 
 /// `future` did not complete in time.

@@ -185,7 +185,8 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         }
     }
     // Opened now: the sandboxed run loop may not open files, but may read this one.
-    let status_file = if args.timings { std::fs::File::open("/proc/self/status").ok() } else { None };
+    let status_file =
+        if args.timings { std::fs::File::open("/proc/self/status").ok() } else { None };
     let report = instance.run(&mut std::io::stdout().lock())?;
     if args.timings {
         let t = report.timings;
