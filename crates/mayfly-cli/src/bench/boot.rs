@@ -8,8 +8,8 @@
 //! stripped image size.
 
 use super::report::machine_line;
-use super::{Report, Row, Summary};
-use crate::builder::{self, BuildRequest, GUEST_TARGET};
+use super::{Report, Row, Summary, number_after};
+use crate::builder::{self, BuildRequest};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,14 +40,6 @@ struct Sample {
 
 fn monotonic_ns() -> u64 {
     mayfly_monitor::sys::monotonic_ns()
-}
-
-/// Finds `key` followed by a number in `text` (e.g. `entered_ns=123`, `main started 5 ns`).
-fn number_after(text: &str, key: &str) -> Option<u64> {
-    let at = text.find(key)? + key.len();
-    let digits: String =
-        text[at..].chars().skip_while(|c| *c == ' ').take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
 }
 
 struct Finished {
@@ -115,31 +107,6 @@ fn run_native(native: &Path) -> Result<Sample> {
     })
 }
 
-fn build_native(krate: &Path, target_dir: &Path) -> Result<PathBuf> {
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .arg("build")
-        .arg("--release")
-        .arg("--manifest-path")
-        .arg(krate.join("Cargo.toml"))
-        .args(["--target", GUEST_TARGET, "--config", "profile.release.strip=true"])
-        .args([
-            "--config",
-            "profile.release.panic=\"abort\"",
-            "--config",
-            "profile.release.lto=true",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .env_remove("RUSTFLAGS")
-        .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static")
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("building the native baseline {} failed", krate.display());
-    }
-    Ok(target_dir.join(GUEST_TARGET).join("release/native-hello"))
-}
-
 fn summary(samples: &[Sample], pick: fn(&Sample) -> f64) -> Result<Summary> {
     Summary::of(&samples.iter().map(pick).collect::<Vec<_>>()).context("no samples")
 }
@@ -147,17 +114,8 @@ fn summary(samples: &[Sample], pick: fn(&Sample) -> f64) -> Result<Summary> {
 impl BootBench {
     /// Builds both programs, runs them interleaved, and returns the report.
     pub fn run(&self) -> Result<Report> {
-        for (what, dir) in
-            [("hello guest", &self.hello_crate), ("native baseline", &self.native_crate)]
-        {
-            if !dir.join("Cargo.toml").is_file() {
-                bail!(
-                    "the {what} crate is not at {}: run `mayfly bench boot` from the Mayfly \
-                     repository root (or pass its path)",
-                    dir.display()
-                );
-            }
-        }
+        super::require_crate("hello guest", &self.hello_crate, "mayfly bench boot")?;
+        super::require_crate("native baseline", &self.native_crate, "mayfly bench boot")?;
         eprintln!(
             "building {} and {} ...",
             self.hello_crate.display(),
@@ -169,7 +127,7 @@ impl BootBench {
             target_dir: Some(self.target_dir.clone()),
             keep_symbols: false,
         })?;
-        let native = build_native(&self.native_crate, &self.target_dir)?;
+        let native = super::build_native(&self.native_crate, &self.target_dir, "native-hello")?;
         let mayfly = std::env::current_exe().context("cannot find the mayfly binary")?;
 
         let warmup = 5.min(self.runs);
@@ -255,18 +213,5 @@ impl BootBench {
             rows,
             targets,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::number_after;
-
-    #[test]
-    fn numbers_are_found_after_their_keys() {
-        let text = "mayfly-timings: start_ns=5 entered_ns=17 stopped_ns=99";
-        assert_eq!(number_after(text, "entered_ns="), Some(17));
-        assert_eq!(number_after("main started 1234 ns after boot", "main started "), Some(1234));
-        assert_eq!(number_after("nothing here", "entered_ns="), None);
     }
 }

@@ -5,6 +5,7 @@
 pub mod boot;
 pub mod http;
 mod report;
+pub mod serve;
 mod stats;
 
 pub use report::{Report, Row};

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use mayfly_cli::bench::boot::BootBench;
 use mayfly_cli::bench::http::HttpBench;
+use mayfly_cli::bench::serve::ServeBench;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,6 +38,31 @@ enum Which {
         hello: PathBuf,
         /// The native baseline crate.
         #[arg(long, default_value = "bench/native-hello")]
+        native: PathBuf,
+        /// Cargo target directory for the builds.
+        #[arg(long, default_value = "target/bench")]
+        target_dir: PathBuf,
+    },
+    /// Transient services through `mayfly serve`: warm, cold, prepared shells, per-request
+    /// mode against fork/exec per request, and density.
+    Serve {
+        /// Sequential warm requests measured (via the gateway and straight to the instance).
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Cold starts measured per kind.
+        #[arg(long, default_value_t = 20)]
+        cold: usize,
+        /// Seconds of each throughput phase.
+        #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+        duration: f64,
+        /// Idle-instance counts for the density steps (comma-separated).
+        #[arg(long, default_value = "0,100,1000", value_delimiter = ',')]
+        density: Vec<usize>,
+        /// The http-hello guest crate.
+        #[arg(long, default_value = "examples/http-hello")]
+        hello: PathBuf,
+        /// The native baseline crate.
+        #[arg(long, default_value = "bench/native-http")]
         native: PathBuf,
         /// Cargo target directory for the builds.
         #[arg(long, default_value = "target/bench")]
@@ -77,6 +103,25 @@ pub fn execute(args: Args) -> Result<ExitCode> {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             BootBench { runs, mem_mib: mem, hello_crate: hello, native_crate: native, target_dir }
                 .run()?
+        }
+        Which::Serve { requests, cold, duration, density, hello, native, target_dir } => {
+            anyhow::ensure!((4..=1_000_000).contains(&requests), "--requests must be 4 to 1000000");
+            anyhow::ensure!((1..=10_000).contains(&cold), "--cold must be from 1 to 10000");
+            anyhow::ensure!(
+                duration.is_finite() && (0.1..=300.0).contains(&duration),
+                "--duration must be from 0.1 to 300 seconds"
+            );
+            anyhow::ensure!(density.iter().all(|n| *n <= 4000), "--density steps are at most 4000");
+            ServeBench {
+                requests,
+                cold,
+                duration,
+                density,
+                hello_crate: hello,
+                native_crate: native,
+                target_dir,
+            }
+            .run()?
         }
         Which::Http {
             requests,

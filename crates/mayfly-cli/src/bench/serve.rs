@@ -1,0 +1,500 @@
+//! `mayfly bench serve`: request to response through `mayfly serve` for a warm instance, a cold
+//! start from zero, a cold start with a prepared shell, and per-request mode; against, as the
+//! baseline, the same handler spawned as a native process per request (CGI-style fork/exec).
+//! Also density: idle instances started in steps, with the host memory each costs (PSS of its
+//! monitor process) and the cold-start latency measured again at each step.
+
+use super::report::machine_line;
+use super::{Report, Row, Summary};
+use crate::builder::{self, BuildRequest};
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-token";
+
+/// Settings of the serve benchmark.
+#[derive(Debug, Clone)]
+pub struct ServeBench {
+    /// Sequential requests for the warm latency figures.
+    pub requests: usize,
+    /// Cold starts measured per kind.
+    pub cold: usize,
+    /// Seconds of each throughput phase.
+    pub duration: f64,
+    /// Idle-instance counts for the density steps.
+    pub density: Vec<usize>,
+    /// The http-hello guest crate.
+    pub hello_crate: PathBuf,
+    /// The native baseline crate (bench/native-http; `--cgi` answers one request on stdout).
+    pub native_crate: PathBuf,
+    /// Cargo target directory.
+    pub target_dir: PathBuf,
+}
+
+/// A running `mayfly serve`, killed on drop.
+struct Gateway {
+    child: Child,
+    gateway: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(image: &Path, dir: &Path) -> String {
+    let service = |name: &str, extra: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nimage = \"{}\"\nhost = \"{name}.bench\"\nmem_mib = 16\n{extra}\n",
+            image.display()
+        )
+    };
+    let _ = dir;
+    [
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n"
+        ),
+        service("warm", "min_instances = 1\nwarm_shells = 0\nidle_timeout_ms = 600000"),
+        service("cold", "warm_shells = 0\nidle_timeout_ms = 1\nmax_instances = 1"),
+        service("shell", "warm_shells = 1\nidle_timeout_ms = 1\nmax_instances = 1"),
+        service("perreq", "mode = \"per-request\"\nwarm_shells = 2\nmax_instances = 4"),
+        service("idle", "warm_shells = 0\nmax_instances = 4000\nidle_timeout_ms = 600000"),
+    ]
+    .join("\n")
+}
+
+fn start_gateway(mayfly: &Path, config_path: &Path, state: &Path) -> Result<Gateway> {
+    let mut child = Command::new(mayfly)
+        .arg("serve")
+        .arg("--config")
+        .arg(config_path)
+        .env("MAYFLY_STATE_DIR", state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start mayfly serve")?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut addrs = None;
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .context("mayfly serve did not get ready in 120 s")?;
+        if let Some(rest) = line.strip_prefix("mayfly serve: gateway on http://") {
+            let mut words = rest.split_whitespace();
+            let gateway = words.next().and_then(|a| a.parse().ok());
+            let admin = rest
+                .split("admin API on http://")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|a| a.parse().ok());
+            addrs = gateway.zip(admin);
+        }
+        if line == "mayfly serve: ready" {
+            break;
+        }
+        if line.contains("error") {
+            bail!("mayfly serve failed: {line}");
+        }
+    }
+    let (gateway, admin) = addrs.context("mayfly serve printed no addresses")?;
+    Ok(Gateway { child, gateway, admin })
+}
+
+/// One HTTP/1.1 exchange on `stream`; returns the status.
+fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<u16> {
+    stream.write_all(request)?;
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            bail!("connection closed mid-response");
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body)?;
+    Ok(status)
+}
+
+fn get(host: &str) -> Vec<u8> {
+    format!("GET /hello HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+}
+
+fn connect(addr: SocketAddr) -> Result<TcpStream> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(stream)
+}
+
+fn admin_get(admin: SocketAddr, path: &str) -> Result<serde_json::Value> {
+    let mut stream = connect(admin)?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok(serde_json::from_str(body)?)
+}
+
+fn admin_put(admin: SocketAddr, path: &str, body: &str) -> Result<()> {
+    let mut stream = connect(admin)?;
+    let request = format!(
+        "PUT {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    if !response.starts_with("HTTP/1.1 200") {
+        bail!("admin PUT {path} failed: {}", response.lines().last().unwrap_or(""));
+    }
+    Ok(())
+}
+
+/// Instances of `service` in `state`.
+fn count(admin: SocketAddr, service: &str, state: &str) -> Result<usize> {
+    let instances = admin_get(admin, "/instances")?;
+    Ok(instances
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["service"] == service && i["state"] == state)
+        .count())
+}
+
+/// Waits (bounded) until `service` has `n` instances in `state`.
+fn wait_for(
+    admin: SocketAddr,
+    service: &str,
+    state: &str,
+    n: usize,
+    limit: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while count(admin, service, state)? != n {
+        if Instant::now() > deadline {
+            bail!("{service} did not reach {n} {state} instance(s) within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn summary(samples: &[f64]) -> Result<Summary> {
+    super::summarize("the serve benchmark", samples)
+}
+
+/// `n` sequential keep-alive requests; latencies in ms.
+fn warm_latencies(addr: SocketAddr, host: &str, n: usize) -> Result<Vec<f64>> {
+    let mut stream = connect(addr)?;
+    let request = get(host);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        if exchange(&mut stream, &request)? != 200 {
+            bail!("warm request to {host} failed");
+        }
+        out.push(ms(start.elapsed()));
+    }
+    Ok(out)
+}
+
+/// Cold starts of `service`: wait for zero instances, then time one request.
+fn cold_latencies(gw: &Gateway, service: &str, n: usize) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        wait_for(gw.admin, service, "ready", 0, Duration::from_secs(10))?;
+        if service == "shell" {
+            wait_for(gw.admin, service, "standby", 1, Duration::from_secs(10))?;
+        }
+        let start = Instant::now();
+        let mut stream = connect(gw.gateway)?;
+        if exchange(&mut stream, &get(&format!("{service}.bench")))? != 200 {
+            bail!("cold request to {service} failed");
+        }
+        out.push(ms(start.elapsed()));
+    }
+    Ok(out)
+}
+
+/// Requests from `workers` threads, each `make_request` returning one latency, for `duration`;
+/// returns requests per second.
+fn throughput<F>(workers: usize, duration: Duration, make_request: F) -> Result<f64>
+where
+    F: Fn() -> Result<f64> + Send + Sync + 'static,
+{
+    let f = std::sync::Arc::new(make_request);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let f = f.clone();
+            std::thread::spawn(move || -> Result<usize> {
+                let mut n = 0;
+                while start.elapsed() < duration {
+                    f()?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for h in handles {
+        total += h.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+fn per_request_once(gateway: SocketAddr) -> Result<f64> {
+    let start = Instant::now();
+    let mut stream = connect(gateway)?;
+    if exchange(&mut stream, &get("perreq.bench"))? != 200 {
+        bail!("per-request call failed");
+    }
+    Ok(ms(start.elapsed()))
+}
+
+fn cgi_once(native: &Path) -> Result<f64> {
+    let start = Instant::now();
+    let out = Command::new(native).arg("--cgi").stdin(Stdio::null()).output()?;
+    if !out.status.success() || !out.stdout.starts_with(b"HTTP/1.1 200") {
+        bail!("the native CGI baseline failed");
+    }
+    Ok(ms(start.elapsed()))
+}
+
+/// Proportional set size of process `pid`, KiB.
+fn pss_kib(pid: u64) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines().find(|l| l.starts_with("Pss:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl ServeBench {
+    /// Runs every phase and returns the report.
+    pub fn run(&self) -> Result<Report> {
+        super::require_crate("hello guest", &self.hello_crate, "mayfly bench serve")?;
+        super::require_crate("native baseline", &self.native_crate, "mayfly bench serve")?;
+        eprintln!(
+            "building {} and {} ...",
+            self.hello_crate.display(),
+            self.native_crate.display()
+        );
+        let image = builder::build(&BuildRequest {
+            crate_dir: self.hello_crate.clone(),
+            output: None,
+            target_dir: Some(self.target_dir.clone()),
+            keep_symbols: false,
+        })?;
+        let native = super::build_native(&self.native_crate, &self.target_dir, "native-http")?;
+        let work = self.target_dir.join("serve-bench");
+        std::fs::create_dir_all(&work)?;
+        let config_path = work.join("mayfly.toml");
+        std::fs::write(&config_path, config(&image.path, &work))?;
+        let mayfly = std::env::current_exe()?;
+        let gw = start_gateway(&mayfly, &config_path, &work)?;
+        wait_for(gw.admin, "warm", "ready", 1, Duration::from_secs(10))?;
+
+        eprintln!("warm requests: through the gateway and straight to the instance ...");
+        let instances = admin_get(gw.admin, "/instances")?;
+        let direct: SocketAddr = instances
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["service"] == "warm" && i["state"] == "ready")
+            .and_then(|i| i["addr"].as_str()?.parse().ok())
+            .context("no warm instance")?;
+        warm_latencies(gw.gateway, "warm.bench", 100)?;
+        let mut via_gateway = Vec::new();
+        let mut straight = Vec::new();
+        for _ in 0..4 {
+            via_gateway.extend(warm_latencies(gw.gateway, "warm.bench", self.requests / 4)?);
+            straight.extend(warm_latencies(direct, "warm.bench", self.requests / 4)?);
+        }
+
+        eprintln!("cold starts: from zero, and with a prepared shell ...");
+        let mut cold = Vec::new();
+        let mut shell = Vec::new();
+        for _ in 0..self.cold {
+            cold.extend(cold_latencies(&gw, "cold", 1)?);
+            shell.extend(cold_latencies(&gw, "shell", 1)?);
+        }
+
+        eprintln!("per-request mode against fork/exec per request ...");
+        let mut per_request = Vec::new();
+        let mut cgi = Vec::new();
+        for _ in 0..self.cold * 2 {
+            per_request.push(per_request_once(gw.gateway)?);
+            cgi.push(cgi_once(&native)?);
+        }
+        let duration = Duration::from_secs_f64(self.duration);
+        let gateway = gw.gateway;
+        let per_request_rps = throughput(4, duration, move || per_request_once(gateway))?;
+        let native_cgi = native.clone();
+        let cgi_rps = throughput(4, duration, move || cgi_once(&native_cgi))?;
+
+        let mut rows = vec![
+            Row {
+                metric: "warm request via gateway (ms)".into(),
+                mayfly: summary(&via_gateway)?,
+                baseline: Some(summary(&straight)?),
+            },
+            Row {
+                metric: "cold start from zero (ms)".into(),
+                mayfly: summary(&cold)?,
+                baseline: None,
+            },
+            Row {
+                metric: "cold start, prepared shell (ms)".into(),
+                mayfly: summary(&shell)?,
+                baseline: None,
+            },
+            Row {
+                metric: "per-request mode vs fork/exec (ms)".into(),
+                mayfly: summary(&per_request)?,
+                baseline: Some(summary(&cgi)?),
+            },
+            Row {
+                metric: "per-request throughput (req/s)".into(),
+                mayfly: summary(&[per_request_rps])?,
+                baseline: Some(summary(&[cgi_rps])?),
+            },
+        ];
+
+        let mut density_notes = Vec::new();
+        let mut cold_at_zero = summary(&shell)?.p50;
+        let mut cold_at_1000 = None;
+        let mut pss_per_instance = None;
+        for &n in &self.density {
+            eprintln!("density: {n} idle instances ...");
+            let spec = serde_json::json!({
+                "name": "idle", "image": image.path, "host": "idle.bench", "mem_mib": 16,
+                "min_instances": n, "max_instances": n.max(1), "warm_shells": 0,
+                "idle_timeout_ms": 600000
+            });
+            admin_put(gw.admin, "/services/idle", &spec.to_string())?;
+            wait_for(gw.admin, "idle", "ready", n, Duration::from_secs(60 + n as u64 / 10))?;
+            let pids: Vec<u64> = Command::new("pgrep")
+                .args(["-f", &format!("run {} --publish", image.path.display())])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter_map(|l| l.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let total: u64 = pids.iter().filter_map(|p| pss_kib(*p)).sum();
+            let per = total as f64 / pids.len().max(1) as f64;
+            let cold_n = summary(&cold_latencies(&gw, "shell", self.cold)?)?;
+            if n == 0 {
+                cold_at_zero = cold_n.p50;
+            }
+            if n >= 1000 {
+                cold_at_1000 = Some(cold_n.p50);
+            }
+            if n >= 100 {
+                pss_per_instance = Some(per);
+            }
+            density_notes.push(format!(
+                "{n} idle instances: {:.0} KiB PSS per monitor process ({} processes), cold start with a shell p50 {:.3} ms",
+                per,
+                pids.len(),
+                cold_n.p50
+            ));
+            rows.push(Row {
+                metric: format!("cold start with {n} idle instances (ms)"),
+                mayfly: cold_n,
+                baseline: None,
+            });
+        }
+        let overhead = rows[0].mayfly.p50 - rows[0].baseline.map_or(0.0, |b| b.p50);
+        let mut targets = vec![
+            (
+                format!("cold start from zero p50 ≤ 10 ms ({:.3} ms)", rows[1].mayfly.p50),
+                rows[1].mayfly.p50 <= 10.0,
+            ),
+            (
+                format!(
+                    "cold start with prepared shells p50 ≤ 3 ms ({:.3} ms)",
+                    rows[2].mayfly.p50
+                ),
+                rows[2].mayfly.p50 <= 3.0,
+            ),
+            (
+                format!("warm request overhead of the gateway p50 ≤ 0.3 ms ({overhead:.3} ms)"),
+                overhead <= 0.3,
+            ),
+            (
+                format!("per-request mode ≥ 200 requests/s ({per_request_rps:.0}/s)"),
+                per_request_rps >= 200.0,
+            ),
+        ];
+        if let Some(per) = pss_per_instance {
+            targets.push((
+                format!("≤ 3 MiB host memory per idle instance ({per:.0} KiB PSS)"),
+                per <= 3072.0,
+            ));
+        }
+        if let Some(at_1000) = cold_at_1000 {
+            targets.push((
+                format!("cold start at N=1000 ≤ 2× N=0 ({at_1000:.3} vs {cold_at_zero:.3} ms)"),
+                at_1000 <= 2.0 * cold_at_zero,
+            ));
+        }
+        Ok(Report {
+            name: "serve".into(),
+            description: format!(
+                "Transient services through `mayfly serve` (http-hello, 16 MiB guests). Warm: {} \
+                 sequential keep-alive requests via the gateway, baseline the same straight to the \
+                 instance; cold starts: {} each, from zero and with a prepared shell, from request \
+                 to full response on a new connection; per-request mode against the native handler \
+                 spawned per request (fork/exec, CGI-style), latency sequentially and throughput \
+                 with 4 clients for {} s. {}",
+                self.requests,
+                self.cold,
+                self.duration,
+                density_notes.join("; ")
+            ),
+            command: format!(
+                "mayfly bench serve --requests {} --cold {} --duration {} --density {}",
+                self.requests,
+                self.cold,
+                self.duration,
+                self.density.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+            ),
+            machine: machine_line(),
+            rows,
+            targets,
+        })
+    }
+}
