@@ -179,3 +179,39 @@ pub fn forbidden_call() {
     // SAFETY: getppid has no arguments and no memory effects.
     unsafe { libc::getppid() };
 }
+
+/// Starts a TCP connection to `addr:port` on a new non-blocking socket and returns at once
+/// (the connection is usually still in progress). Needs only `socket` and `connect`, which the
+/// sandbox allows.
+pub fn connect_nonblocking(
+    addr: std::net::Ipv4Addr,
+    port: u16,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a socket we just created and own; the TcpStream takes ownership of it
+    // (closing it on drop, also on the error path below).
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let sockaddr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(addr).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap_or(16);
+    // SAFETY: `sockaddr` is a valid sockaddr_in of `len` bytes, live for the call.
+    let rc = unsafe { libc::connect(fd, (&sockaddr as *const libc::sockaddr_in).cast(), len) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(err);
+        }
+    }
+    Ok(stream)
+}

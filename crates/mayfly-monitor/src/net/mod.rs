@@ -25,6 +25,14 @@ pub trait Backend {
     fn receive(&mut self, now: Instant, deliver: &mut dyn FnMut(&[u8]) -> bool);
     /// Descriptors whose readiness means there is work.
     fn poll_fds(&self, fds: &mut Vec<libc::pollfd>);
+    /// What `poll(2)` found: the descriptors [`Backend::poll_fds`] just gave, in the same order,
+    /// with their `revents` filled in. A backend that keeps readiness flags sets them here (and
+    /// clears them itself only when an operation would block), so that it makes system calls
+    /// only on descriptors that are ready. Poll is level-triggered: a descriptor that becomes
+    /// ready after this call is reported by the next poll.
+    fn ready(&mut self, fds: &[libc::pollfd]) {
+        let _ = fds;
+    }
     /// When the backend next needs to run even without I/O (protocol timers).
     fn next_timer(&mut self, now: Instant) -> Option<Duration>;
 }
@@ -73,6 +81,8 @@ pub struct Nic {
     pub published: Vec<std::net::SocketAddr>,
     /// The tap's name (tap networking).
     pub tap_name: Option<String>,
+    /// The descriptors of the last [`Nic::block`], kept to reuse the allocation.
+    fds: Vec<libc::pollfd>,
 }
 
 impl Nic {
@@ -90,7 +100,14 @@ impl Nic {
                     gateway: usernet::HOST_IP,
                     ..NetInfo::default()
                 };
-                Ok(Nic { backend: Box::new(net), rings: None, info, published, tap_name: None })
+                Ok(Nic {
+                    backend: Box::new(net),
+                    rings: None,
+                    info,
+                    published,
+                    tap_name: None,
+                    fds: Vec::new(),
+                })
             }
             NetConfig::Tap { name, ip, prefix_len, gateway } => {
                 let tap = tap::Tap::open(name.as_deref()).map_err(|source| NetError::Tap {
@@ -116,6 +133,7 @@ impl Nic {
                     info,
                     published: Vec::new(),
                     tap_name,
+                    fds: Vec::new(),
                 })
             }
         }
@@ -149,14 +167,23 @@ impl Nic {
         Ok(rings.rx_pending(ram)? > 0)
     }
 
-    /// Blocks until the backend has work or `timeout` passes.
+    /// Blocks until the backend has work or `timeout` passes, then tells the backend which of
+    /// its descriptors are ready.
     pub fn block(&mut self, timeout: Duration) {
-        let mut fds = Vec::new();
-        self.backend.poll_fds(&mut fds);
+        let fds = &mut self.fds;
+        fds.clear();
+        self.backend.poll_fds(fds);
         let timeout = match self.backend.next_timer(Instant::now()) {
             Some(timer) => timeout.min(timer),
             None => timeout,
         };
-        let _ = crate::sys::poll(&mut fds, timeout);
+        if crate::sys::poll(fds, timeout).is_err() {
+            // Nothing is known: report everything asked for as ready, so that no wake-up is
+            // lost (the backend then finds out by trying).
+            for fd in fds.iter_mut() {
+                fd.revents = fd.events;
+            }
+        }
+        self.backend.ready(fds);
     }
 }

@@ -13,6 +13,14 @@
 //! monitor starts, and its request is answered as soon as the guest is ready. The same holds a
 //! burst of connections that overflows the guest's backlog for a moment. Retries are spaced by
 //! [`RETRY`].
+//!
+//! System calls are the monitor's main cost, so host sockets are only touched when they are known
+//! to be ready: each listener and each carried connection has readiness flags, set from what
+//! `poll(2)` reports ([`Backend::ready`]) and cleared when an `accept`, `recv` or `send` would
+//! block (or a `recv` comes back short: the socket was drained). Poll is level-triggered and
+//! always asked about every listener and every open host socket, so a cleared flag is set again
+//! by the next poll if the socket is (or becomes) ready; when the guest keeps the monitor from
+//! blocking in poll, [`REFRESH`] bounds how long readiness can go unobserved.
 
 use super::Backend;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -48,6 +56,10 @@ const SOCKET_BUFFER: usize = 64 * 1024;
 pub const HOLD: Duration = Duration::from_secs(5);
 /// Pause between connection attempts to a guest that refused.
 pub const RETRY: Duration = Duration::from_millis(10);
+/// Longest time the flags go without being refreshed by a poll: when the guest never lets the
+/// monitor block (it always has frames to take, or waits with a zero timeout), a zero-timeout
+/// poll is made at the next pump after this.
+pub const REFRESH: Duration = Duration::from_millis(1);
 
 /// A published port: host address to listen on, guest port to carry connections to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,12 +118,24 @@ impl Device for Link {
     }
 }
 
+/// A published port's host socket.
+struct Listener {
+    socket: TcpListener,
+    guest_port: u16,
+    /// Poll reported it readable and `accept` has not yet said it would block.
+    acceptable: bool,
+}
+
 /// One TCP connection carried between a host socket and the guest.
 struct Splice {
     host: TcpStream,
     socket: SocketHandle,
     /// Bytes received from the guest, not yet written to the host.
     to_host: Vec<u8>,
+    /// The host socket may have bytes (or EOF, or an error) to read: not known to be drained.
+    readable: bool,
+    /// The host socket may take bytes: the last write did not block, or poll said it can.
+    writable: bool,
     host_read_closed: bool,
     host_write_closed: bool,
     /// The guest side was ever established.
@@ -135,7 +159,7 @@ pub struct UserNet {
     link: Link,
     iface: Interface,
     sockets: SocketSet<'static>,
-    listeners: Vec<(TcpListener, u16)>,
+    listeners: Vec<Listener>,
     allowed_host_ports: Vec<u16>,
     /// Listening sockets for guest-initiated connections, by host port.
     outbound_listeners: Vec<(SocketHandle, u16)>,
@@ -143,6 +167,10 @@ pub struct UserNet {
     next_port: u16,
     started: Instant,
     buf: Vec<u8>,
+    /// When readiness was last observed by a poll (the flags are that fresh).
+    polled_at: Instant,
+    /// Descriptors for the refreshing poll, kept to reuse the allocation.
+    fds: Vec<libc::pollfd>,
 }
 
 fn net_now(started: Instant) -> NetInstant {
@@ -167,7 +195,12 @@ impl UserNet {
                 std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", p.host))
             })?;
             listener.set_nonblocking(true)?;
-            listeners.push((listener, p.guest_port));
+            // Acceptable until it says otherwise: a client may connect before the first poll.
+            listeners.push(Listener {
+                socket: listener,
+                guest_port: p.guest_port,
+                acceptable: true,
+            });
         }
         let mut link = Link::default();
         let started = Instant::now();
@@ -188,12 +221,14 @@ impl UserNet {
             next_port: 49152,
             started,
             buf: vec![0; SOCKET_BUFFER],
+            polled_at: started,
+            fds: Vec::new(),
         })
     }
 
     /// The host addresses actually listened on (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
+        self.listeners.iter().filter_map(|l| l.socket.local_addr().ok()).collect()
     }
 
     fn ephemeral_port(&mut self) -> u16 {
@@ -201,12 +236,31 @@ impl UserNet {
         self.next_port
     }
 
-    /// Accepts host connections on published ports and starts carrying them to the guest.
+    /// Accepts host connections on the published ports that poll found ready, and starts
+    /// carrying them to the guest.
     fn accept(&mut self) {
         for index in 0..self.listeners.len() {
-            while let Some((listener, guest_port)) = self.listeners.get(index) {
-                let guest_port = *guest_port;
-                let Ok((stream, _)) = listener.accept() else { break };
+            while let Some(listener) = self.listeners.get_mut(index)
+                && listener.acceptable
+            {
+                let guest_port = listener.guest_port;
+                let stream = match listener.socket.accept() {
+                    Ok((stream, _)) => stream,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        listener.acceptable = false;
+                        break;
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                        ) =>
+                    {
+                        continue;
+                    }
+                    // Out of descriptors or the like: try again at the next pump.
+                    Err(_) => break,
+                };
                 if self.splices.len() >= MAX_CONNECTIONS || stream.set_nonblocking(true).is_err() {
                     let _ = stream.shutdown(Shutdown::Both);
                     continue;
@@ -223,6 +277,9 @@ impl UserNet {
                     host: stream,
                     socket,
                     to_host: Vec::new(),
+                    // The client may have sent its request with the connection.
+                    readable: true,
+                    writable: true,
                     host_read_closed: false,
                     host_write_closed: false,
                     established: false,
@@ -259,9 +316,9 @@ impl UserNet {
                 continue;
             }
             self.outbound_listeners.swap_remove(index);
-            let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let stream = TcpStream::connect_timeout(&target, Duration::from_secs(1))
-                .and_then(|s| s.set_nonblocking(true).map(|()| s));
+            // Non-blocking: the connection completes (or fails) while the loop goes on; a
+            // failure shows on the first read or write and ends the splice.
+            let stream = crate::sys::connect_nonblocking(Ipv4Addr::LOCALHOST, port);
             match stream {
                 Ok(host) => {
                     let _ = host.set_nodelay(true);
@@ -269,6 +326,8 @@ impl UserNet {
                         host,
                         socket: handle,
                         to_host: Vec::new(),
+                        readable: true,
+                        writable: true,
                         host_read_closed: false,
                         host_write_closed: false,
                         established: true,
@@ -286,19 +345,20 @@ impl UserNet {
 
     /// Moves bytes both ways on every connection and retires finished ones.
     fn splice(&mut self) {
+        let now = Instant::now();
         let mut index = 0;
         while let Some(splice) = self.splices.get_mut(index) {
             let socket = self.sockets.get_mut::<tcp::Socket>(splice.socket);
             let progress = pump_connection(splice, socket, &mut self.buf);
-            let now = Instant::now();
+            let held_too_long = |since: Instant| now.saturating_duration_since(since) >= HOLD;
             let gave_up = !splice.established
-                && splice.inbound.is_some_and(|(_, since)| since.elapsed() >= HOLD);
+                && splice.inbound.is_some_and(|(_, since)| held_too_long(since));
             let retry = match (progress, splice.inbound) {
                 (Progress::Open, _) if !gave_up => {
                     index += 1;
                     continue;
                 }
-                (Progress::Refused, Some((port, since))) if since.elapsed() < HOLD => {
+                (Progress::Refused, Some((port, since))) if !held_too_long(since) => {
                     match splice.retry_at {
                         Some(at) if now >= at => Some(port),
                         Some(_) => {
@@ -332,11 +392,30 @@ impl UserNet {
 
     fn process(&mut self) {
         let now = net_now(self.started);
-        self.iface.poll(now, &mut self.link, &mut self.sockets);
+        // Take in the guest's frames before moving bytes. Without any, this poll would only do
+        // what the one below does (timers, sending what the sockets hold).
+        if !self.link.from_guest.is_empty() {
+            self.iface.poll(now, &mut self.link, &mut self.sockets);
+        }
         self.accept();
         self.connect_outbound();
         self.splice();
+        // Send what the splices queued.
         self.iface.poll(now, &mut self.link, &mut self.sockets);
+    }
+
+    /// Polls every descriptor without blocking, to refresh the readiness flags.
+    fn refresh(&mut self) {
+        let mut fds = std::mem::take(&mut self.fds);
+        fds.clear();
+        self.poll_fds(&mut fds);
+        if crate::sys::poll(&mut fds, Duration::ZERO).is_err() {
+            for fd in &mut fds {
+                fd.revents = fd.events;
+            }
+        }
+        self.ready(&fds);
+        self.fds = fds;
     }
 }
 
@@ -353,8 +432,8 @@ fn pump_connection(s: &mut Splice, socket: &mut tcp::Socket<'static>, buf: &mut 
         flush_to_host(s);
         return if s.to_host.is_empty() { Progress::Finished } else { Progress::Open };
     }
-    // Host -> guest.
-    while !s.host_read_closed && socket.can_send() {
+    // Host -> guest, while the host socket is not known to be drained.
+    while s.readable && !s.host_read_closed && socket.can_send() {
         let room = socket.send_capacity() - socket.send_queue();
         let Some(chunk) = buf.get_mut(..room.min(buf.len())) else { break };
         if chunk.is_empty() {
@@ -367,8 +446,16 @@ fn pump_connection(s: &mut Splice, socket: &mut tcp::Socket<'static>, buf: &mut 
             }
             Ok(n) => {
                 let _ = socket.send_slice(chunk.get(..n).unwrap_or_default());
+                // A short read emptied the socket's queue: reading again would only say it
+                // would block. Anything arriving later is reported by the next poll.
+                if n < chunk.len() {
+                    s.readable = false;
+                }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                s.readable = false;
+                break;
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => {
                 socket.abort();
@@ -396,14 +483,18 @@ fn pump_connection(s: &mut Splice, socket: &mut tcp::Socket<'static>, buf: &mut 
 }
 
 fn flush_to_host(s: &mut Splice) {
-    while !s.to_host.is_empty() {
+    while s.writable && !s.to_host.is_empty() {
         match s.host.write(&s.to_host) {
             Ok(0) => break,
             Ok(n) => {
                 s.to_host.drain(..n.min(s.to_host.len()));
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                // Poll is asked for POLLOUT while bytes wait.
+                s.writable = false;
+                break;
+            }
             Err(_) => {
                 s.to_host.clear();
                 s.host_write_closed = true;
@@ -435,7 +526,10 @@ impl Backend for UserNet {
         }
     }
 
-    fn receive(&mut self, _now: Instant, deliver: &mut dyn FnMut(&[u8]) -> bool) {
+    fn receive(&mut self, now: Instant, deliver: &mut dyn FnMut(&[u8]) -> bool) {
+        if now.saturating_duration_since(self.polled_at) >= REFRESH {
+            self.refresh();
+        }
         self.process();
         while let Some(frame) = self.link.to_guest.front() {
             if !deliver(frame) {
@@ -446,8 +540,11 @@ impl Backend for UserNet {
     }
 
     fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
-        for (listener, _) in &self.listeners {
-            fds.push(libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        // Every listener and every host socket still open for reading is always asked about,
+        // whatever its flags: that is what makes clearing a flag safe.
+        for listener in &self.listeners {
+            let fd = listener.socket.as_raw_fd();
+            fds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
         }
         for s in &self.splices {
             let mut events = 0;
@@ -458,6 +555,38 @@ impl Backend for UserNet {
                 events |= libc::POLLOUT;
             }
             fds.push(libc::pollfd { fd: s.host.as_raw_fd(), events, revents: 0 });
+        }
+    }
+
+    fn ready(&mut self, fds: &[libc::pollfd]) {
+        self.polled_at = Instant::now();
+        // `fds` is what `poll_fds` gave (nothing changes in between): listeners, then splices.
+        let (for_listeners, for_splices) = fds.split_at(self.listeners.len().min(fds.len()));
+        let matches = fds.len() == self.listeners.len() + self.splices.len()
+            && self.listeners.iter().zip(for_listeners).all(|(l, p)| l.socket.as_raw_fd() == p.fd)
+            && self.splices.iter().zip(for_splices).all(|(s, p)| s.host.as_raw_fd() == p.fd);
+        if !matches {
+            // Not what was asked about: assume everything is ready rather than miss anything.
+            self.listeners.iter_mut().for_each(|l| l.acceptable = true);
+            for s in &mut self.splices {
+                s.readable = true;
+                s.writable = true;
+            }
+            return;
+        }
+        let trouble = libc::POLLERR | libc::POLLHUP;
+        for (listener, p) in self.listeners.iter_mut().zip(for_listeners) {
+            if p.revents & (libc::POLLIN | trouble) != 0 {
+                listener.acceptable = true;
+            }
+        }
+        for (splice, p) in self.splices.iter_mut().zip(for_splices) {
+            if p.revents & (libc::POLLIN | libc::POLLRDHUP | trouble) != 0 {
+                splice.readable = true;
+            }
+            if p.revents & (libc::POLLOUT | trouble) != 0 {
+                splice.writable = true;
+            }
         }
     }
 
@@ -476,5 +605,67 @@ impl Backend for UserNet {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published() -> UserNet {
+        let publish = Publish { host: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), guest_port: 80 };
+        UserNet::new(&[publish], &[]).expect("listen")
+    }
+
+    /// Runs the backend as `Nic::pump` does, `after` the last poll (no refresh if under
+    /// [`REFRESH`]).
+    fn pump_at(net: &mut UserNet, after: Duration) {
+        let now = net.polled_at + after;
+        net.receive(now, &mut |_| true);
+    }
+
+    /// What `Nic::block` does.
+    fn block(net: &mut UserNet) {
+        let mut fds = Vec::new();
+        net.poll_fds(&mut fds);
+        crate::sys::poll(&mut fds, Duration::from_secs(5)).expect("poll");
+        net.ready(&fds);
+    }
+
+    #[test]
+    fn a_listener_is_accepted_on_only_once_poll_says_it_is_ready() {
+        let mut net = published();
+        let addr = net.local_addrs()[0];
+        // Acceptable at first; the empty accept clears the flag.
+        pump_at(&mut net, Duration::ZERO);
+        assert!(!net.listeners[0].acceptable);
+        let _client = TcpStream::connect(addr).expect("connect");
+        pump_at(&mut net, Duration::ZERO);
+        assert!(net.splices.is_empty(), "accepted without being told the listener was ready");
+        // The connection waiting is not lost: the next poll reports it.
+        block(&mut net);
+        assert!(net.listeners[0].acceptable);
+        pump_at(&mut net, Duration::ZERO);
+        assert_eq!(net.splices.len(), 1);
+        assert!(!net.listeners[0].acceptable);
+    }
+
+    #[test]
+    fn readiness_is_refreshed_when_the_monitor_does_not_block() {
+        let mut net = published();
+        let addr = net.local_addrs()[0];
+        pump_at(&mut net, Duration::ZERO);
+        let _client = TcpStream::connect(addr).expect("connect");
+        pump_at(&mut net, REFRESH);
+        assert_eq!(net.splices.len(), 1);
+    }
+
+    #[test]
+    fn a_mismatched_report_marks_everything_ready() {
+        let mut net = published();
+        pump_at(&mut net, Duration::ZERO);
+        assert!(!net.listeners[0].acceptable);
+        net.ready(&[]);
+        assert!(net.listeners[0].acceptable);
     }
 }
