@@ -3,3 +3,4 @@
 
 pub mod bench;
 pub mod builder;
+pub mod serve_cli;

@@ -44,10 +44,10 @@ pub struct GuestRam {
 
 /// The anonymous mapping for guest memory could not be created.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot map {mib} MiB of guest memory: {source}")]
+#[error("cannot map {mib} MiB of guest memory: {cause}")]
 pub struct MapError {
     mib: u64,
-    source: vm_memory::mmap::FromRangesError,
+    cause: vm_memory::mmap::FromRangesError,
 }
 
 impl GuestRam {
@@ -56,7 +56,7 @@ impl GuestRam {
     pub fn new(size: u64) -> Result<GuestRam, MapError> {
         let len = usize::try_from(size).unwrap_or(usize::MAX);
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)])
-            .map_err(|source| MapError { mib: size >> 20, source })?;
+            .map_err(|source| MapError { mib: size >> 20, cause: source })?;
         Ok(GuestRam { mem, size })
     }
 

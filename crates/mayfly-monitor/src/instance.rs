@@ -130,7 +130,7 @@ impl Instance {
         };
 
         let vm = KvmVm::new(&ram)?;
-        let vcpu_err = |what| move |source| KvmError::Ioctl { what, source };
+        let vcpu_err = |what| move |source| KvmError::Ioctl { what, cause: source };
         let mut sregs = vm.vcpu.get_sregs().map_err(vcpu_err("KVM_GET_SREGS"))?;
         cpu::configure_sregs(&mut sregs, tables.root());
         vm.vcpu.set_sregs(&sregs).map_err(vcpu_err("KVM_SET_SREGS"))?;

@@ -17,12 +17,12 @@ pub enum KvmError {
          (usually `sudo usermod -aG kvm $USER`, then log in again) or run as root"
     )]
     Denied(String),
-    #[error("{what} failed: {source}")]
-    Ioctl { what: &'static str, source: kvm_ioctls::Error },
+    #[error("{what} failed: {cause}")]
+    Ioctl { what: &'static str, cause: kvm_ioctls::Error },
 }
 
 fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
-    move |source| KvmError::Ioctl { what, source }
+    move |source| KvmError::Ioctl { what, cause: source }
 }
 
 /// The KVM device: `/dev/kvm`, or `$MAYFLY_KVM_DEVICE` where a host puts it elsewhere.
@@ -48,7 +48,7 @@ impl KvmVm {
         let kvm = Kvm::new_with_path(&c_path).map_err(|e| match e.errno() {
             libc::ENOENT | libc::ENXIO | libc::ENODEV => KvmError::Missing(path.clone()),
             libc::EACCES | libc::EPERM => KvmError::Denied(path.clone()),
-            _ => KvmError::Ioctl { what: "opening the KVM device", source: e },
+            _ => KvmError::Ioctl { what: "opening the KVM device", cause: e },
         })?;
         let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
         let region = kvm_userspace_memory_region {

@@ -240,12 +240,12 @@ pub struct Config {
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: {source}")]
-    Spec { path: PathBuf, source: SpecError },
+    #[error("{path}: {cause}")]
+    Spec { path: PathBuf, cause: SpecError },
     #[error("{path}: two services are named {name:?}")]
     Duplicate { path: PathBuf, name: String },
     #[error(
@@ -259,7 +259,7 @@ impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            .map_err(|source| ConfigError::Read { path: path.into(), cause: source })?;
         Config::parse(&text, path)
     }
 
@@ -276,7 +276,8 @@ impl Config {
     /// Checks every service and the gateway settings.
     pub fn validate(&self, path: &std::path::Path) -> Result<(), ConfigError> {
         for (i, spec) in self.services.iter().enumerate() {
-            spec.validate().map_err(|source| ConfigError::Spec { path: path.into(), source })?;
+            spec.validate()
+                .map_err(|source| ConfigError::Spec { path: path.into(), cause: source })?;
             if self.services.iter().skip(i + 1).any(|other| other.name == spec.name) {
                 return Err(ConfigError::Duplicate { path: path.into(), name: spec.name.clone() });
             }

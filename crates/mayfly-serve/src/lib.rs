@@ -27,12 +27,12 @@ use tokio::net::TcpListener;
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}; choose another address (--listen)")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr}: {cause}; choose another address (--listen)")]
+    Listen { addr: std::net::SocketAddr, cause: std::io::Error },
     #[error(transparent)]
     Deploy(#[from] orchestrator::DeployError),
-    #[error("cannot write the admin token to {path}: {source}")]
-    Token { path: PathBuf, source: std::io::Error },
+    #[error("cannot write the admin token to {path}: {cause}")]
+    Token { path: PathBuf, cause: std::io::Error },
 }
 
 /// Where `mayfly serve` keeps its state (the admin token): `$MAYFLY_STATE_DIR`, else
@@ -59,7 +59,7 @@ fn write_token(token: &str) -> Result<PathBuf, ServeError> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = state_dir();
     let path = dir.join("admin-token");
-    let fail = |source| ServeError::Token { path: path.clone(), source };
+    let fail = |source| ServeError::Token { path: path.clone(), cause: source };
     std::fs::create_dir_all(&dir).map_err(fail)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -77,10 +77,10 @@ fn write_token(token: &str) -> Result<PathBuf, ServeError> {
 pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     let gateway = TcpListener::bind(config.gateway.listen)
         .await
-        .map_err(|source| ServeError::Listen { addr: config.gateway.listen, source })?;
-    let admin = TcpListener::bind(config.gateway.admin_listen)
-        .await
-        .map_err(|source| ServeError::Listen { addr: config.gateway.admin_listen, source })?;
+        .map_err(|source| ServeError::Listen { addr: config.gateway.listen, cause: source })?;
+    let admin = TcpListener::bind(config.gateway.admin_listen).await.map_err(|source| {
+        ServeError::Listen { addr: config.gateway.admin_listen, cause: source }
+    })?;
     let token = match &config.gateway.admin_token {
         Some(token) => token.clone(),
         None => new_token(),
@@ -118,7 +118,7 @@ pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     eprintln!("mayfly serve: ready");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|source| ServeError::Listen { addr: config.gateway.listen, source })?;
+        .map_err(|source| ServeError::Listen { addr: config.gateway.listen, cause: source })?;
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

@@ -254,7 +254,7 @@ impl Orchestrator {
                 return Ok(lease);
             }
             if let Some(left) = svc.backoff_left(now)
-                && svc.instances.is_empty()
+                && !svc.instances.iter().any(|i| i.state == crate::service::State::Ready)
             {
                 let why = svc.last_crash.clone().unwrap_or_default();
                 return Err(AcquireError::Backoff(why, left));

@@ -312,13 +312,20 @@ impl Service {
 
     /// An instance or shell process ended. Returns true if it was a crash.
     pub fn exited(&mut self, id: u64, killed: bool, last_words: &str, now: Instant) -> bool {
-        let was_instance = self.instances.iter().position(|i| i.run.id == id);
-        if let Some(index) = was_instance {
-            self.instances.swap_remove(index);
+        let mut counted = false;
+        if let Some(index) = self.instances.iter().position(|i| i.run.id == id) {
+            counted = matches!(self.instances.swap_remove(index).state, State::Failed(_));
         }
         self.shells.retain(|s| s.id != id);
         if killed {
             return false;
+        }
+        if counted {
+            // Already counted when it failed a request; keep the better diagnosis.
+            if !last_words.is_empty() {
+                self.last_crash = Some(last_words.to_owned());
+            }
+            return true;
         }
         self.crashed(last_words, now);
         true
@@ -339,11 +346,15 @@ impl Service {
         }
     }
 
-    /// Takes instance `id` out of rotation (it failed to answer).
+    /// Takes instance `id` out of rotation (it failed to answer) and counts that as a crash at
+    /// once, so that a crash loop is seen before the process's exit is reaped.
     pub fn fail(&mut self, id: u64, now: Instant) {
-        if let Some(instance) = self.instances.iter_mut().find(|i| i.run.id == id) {
-            instance.state = State::Failed(now);
+        let Some(instance) = self.instances.iter_mut().find(|i| i.run.id == id) else { return };
+        if matches!(instance.state, State::Failed(_)) {
+            return;
         }
+        instance.state = State::Failed(now);
+        self.crashed("the instance failed to answer a request", now);
     }
 
     /// Marks every instance draining and drops the shells (the spec changed or the service goes).

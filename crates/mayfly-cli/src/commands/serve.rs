@@ -1,53 +1,43 @@
-//! `mayfly serve [--config FILE] [--listen ADDR] [--admin ADDR]`
+//! `mayfly serve ...`: runs the gateway binary, `mayfly-serve`, which sits beside `mayfly`.
 
 use anyhow::{Context, Result, bail};
-use mayfly_serve::config::Config;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-/// Run the gateway: boot unikernels on demand, scale them out and to zero.
+/// Run the gateway: boot unikernels on demand, scale them out and to zero (`mayfly serve --help`).
 #[derive(clap::Args)]
+#[command(disable_help_flag = true)]
 pub struct Args {
-    /// The configuration (TOML). Without it: the built-in services http-hello (`/hello`) and kv
-    /// (`/kv`), built from this repository's examples.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Where the gateway listens (overrides the configuration).
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// Where the admin API listens (overrides the configuration).
-    #[arg(long)]
-    admin: Option<SocketAddr>,
+    /// Options of the gateway (see `mayfly serve --help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 pub fn execute(args: Args) -> Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => {
-            let repo = std::env::current_dir()?;
-            if !repo.join("examples/http-hello/Cargo.toml").is_file() {
-                bail!(
-                    "no --config given and examples/http-hello is not here: run `mayfly serve` \
-                     from the Mayfly repository, or give --config <file.toml>"
-                );
-            }
-            Config::builtin(&repo)
+    let exe = std::env::current_exe().context("cannot find the mayfly binary")?;
+    let serve = exe.with_file_name("mayfly-serve");
+    // Started by `cargo run` (which builds only `mayfly`): bring the gateway binary up to date.
+    if let (Some(cargo), Some(dir)) =
+        (std::env::var_os("CARGO"), std::env::var_os("CARGO_MANIFEST_DIR"))
+    {
+        let release = exe.components().any(|c| c.as_os_str() == "release");
+        let mut build = std::process::Command::new(cargo);
+        build
+            .arg("build")
+            .arg("--manifest-path")
+            .arg(std::path::Path::new(&dir).join("Cargo.toml"));
+        build.args(["--quiet", "--bin", "mayfly-serve"]);
+        if release {
+            build.arg("--release");
         }
-    };
-    if let Some(listen) = args.listen {
-        config.gateway.listen = listen;
+        let status = build.status().context("cannot run cargo to build mayfly-serve")?;
+        if !status.success() {
+            bail!("building mayfly-serve failed (the compiler's errors are above)");
+        }
     }
-    if let Some(admin) = args.admin {
-        config.gateway.admin_listen = admin;
+    if !serve.is_file() {
+        bail!("{} is missing: build both binaries with `cargo build --release`", serve.display());
     }
-    config.validate(args.config.as_deref().unwrap_or("--admin".as_ref()))?;
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
-    let mayfly = std::env::current_exe().context("cannot find the mayfly binary")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(mayfly_serve::serve(config, mayfly))?;
-    Ok(ExitCode::SUCCESS)
+    let error = std::process::Command::new(&serve).args(&args.args).exec();
+    bail!("cannot run {}: {error}", serve.display())
 }

@@ -64,10 +64,10 @@ pub enum NetConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error(
-        "cannot open tap device {name}: {source}; creating a tap needs root or CAP_NET_ADMIN \
+        "cannot open tap device {name}: {cause}; creating a tap needs root or CAP_NET_ADMIN \
          (or a persistent tap owned by you: `ip tuntap add dev <name> mode tap user $USER`)"
     )]
-    Tap { name: String, source: std::io::Error },
+    Tap { name: String, cause: std::io::Error },
     #[error("{0}; choose another host port")]
     Listen(std::io::Error),
 }
@@ -112,7 +112,7 @@ impl Nic {
             NetConfig::Tap { name, ip, prefix_len, gateway } => {
                 let tap = tap::Tap::open(name.as_deref()).map_err(|source| NetError::Tap {
                     name: name.clone().unwrap_or_else(|| "mayfly%d".into()),
-                    source,
+                    cause: source,
                 })?;
                 // A random, locally administered, unicast MAC.
                 let mut mac = [0x02, 0, 0, 0, 0, 0];
