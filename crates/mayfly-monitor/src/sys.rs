@@ -199,7 +199,7 @@ pub fn connect_nonblocking(
     // (closing it on drop, also on the error path below).
     let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
     let sockaddr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap_or(2),
         sin_port: port.to_be(),
         sin_addr: libc::in_addr { s_addr: u32::from(addr).to_be() },
         sin_zero: [0; 8],
