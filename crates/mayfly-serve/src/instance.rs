@@ -101,6 +101,7 @@ impl Shell {
         cmd.arg("--").args(&launch.args);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.kill_on_drop(true);
+        crate::sys::kill_with_parent(&mut cmd);
         let spawned = Instant::now();
         let mut child = cmd.spawn().map_err(InstanceError::Spawn)?;
         let pid = child.id();

@@ -1,5 +1,6 @@
-//! The one raw system call the orchestrator needs: raising its descriptor limit, since every
-//! instance holds three pipes and pooled connections (a thousand instances need thousands).
+//! The raw system calls the orchestrator needs: raising its descriptor limit (every instance
+//! holds three pipes and pooled connections: a thousand instances need thousands), and tying
+//! each instance's life to the orchestrator's.
 
 /// Raises the soft limit on open descriptors to the hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> u64 {
@@ -15,4 +16,19 @@ pub fn raise_fd_limit() -> u64 {
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     }
     limit.rlim_cur
+}
+
+/// Makes `cmd`'s process receive SIGKILL when the orchestrator dies, however it dies: no
+/// instance outlives its gateway.
+pub fn kill_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
+    // which is async-signal-safe; it allocates nothing and touches no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }

@@ -44,6 +44,19 @@ struct Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        // SIGTERM: the gateway drains and destroys its instances (which would also die with it:
+        // they are tied to its life), then exits; SIGKILL if it does not within 20 s.
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while terminated && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
