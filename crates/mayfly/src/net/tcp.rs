@@ -14,7 +14,7 @@ const RX_BUFFER: usize = 8 * 1024;
 /// Send buffer per connection.
 const TX_BUFFER: usize = 16 * 1024;
 /// Listening sockets per listener: connections that can be in the handshake at once.
-const BACKLOG: usize = 16;
+const BACKLOG: usize = 4;
 
 fn new_socket() -> Socket<'static> {
     let mut socket = Socket::new(
