@@ -91,6 +91,7 @@ pub struct Instance {
     pub(crate) entropy: [u8; 32],
     pub(crate) sandbox: bool,
     pub(crate) seccomp_selftest: bool,
+    pub(crate) sandboxed: bool,
 }
 
 impl Instance {
@@ -151,6 +152,7 @@ impl Instance {
             entropy,
             sandbox: config.sandbox,
             seccomp_selftest: config.seccomp_selftest,
+            sandboxed: false,
         })
     }
 

@@ -167,7 +167,7 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         sandbox: !args.no_sandbox,
         seccomp_selftest: args.seccomp_selftest,
     };
-    let instance = Instance::prepare(&bytes, &config)
+    let mut instance = Instance::prepare(&bytes, &config)
         .with_context(|| format!("cannot boot {}", image.display()))?;
     if let Some(nic) = instance.nic() {
         for (addr, publish) in nic.published.iter().zip(&args.publish) {
@@ -177,16 +177,18 @@ pub fn execute(args: Args) -> Result<ExitCode> {
             eprintln!("mayfly: guest attached to tap {tap}");
         }
     }
+    // Opened now: the sandboxed run loop may not open files, but may read this one.
+    let status_file =
+        if args.timings { std::fs::File::open("/proc/self/status").ok() } else { None };
     if args.standby {
+        // Sandboxed before standing by: the filter's cost is off the cold-start path.
+        instance.enter_sandbox()?;
         eprintln!("mayfly: standby");
         let mut line = String::new();
         if std::io::stdin().read_line(&mut line)? == 0 || line.trim() != "go" {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    // Opened now: the sandboxed run loop may not open files, but may read this one.
-    let status_file =
-        if args.timings { std::fs::File::open("/proc/self/status").ok() } else { None };
     let report = instance.run(&mut std::io::stdout().lock())?;
     if args.timings {
         let t = report.timings;
