@@ -196,7 +196,8 @@ fn admin_put(admin: SocketAddr, path: &str, body: &str) -> Result<()> {
 fn count(admin: SocketAddr, service: &str, state: &str) -> Result<usize> {
     let services = admin_get(admin, "/services")?;
     let found = services.as_array().into_iter().flatten().find(|s| s["spec"]["name"] == service);
-    Ok(found.and_then(|s| s["instances"][state].as_u64()).unwrap_or(0) as usize)
+    let n = found.and_then(|s| s["instances"][state].as_u64()).unwrap_or(0);
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Waits (bounded) until `service` has `n` instances in `state`.
