@@ -9,7 +9,6 @@
 
 use super::report::machine_line;
 use super::{Report, Row, Summary, number_after};
-use crate::builder::{self, BuildRequest};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -114,20 +113,13 @@ fn summary(samples: &[Sample], pick: fn(&Sample) -> f64) -> Result<Summary> {
 impl BootBench {
     /// Builds both programs, runs them interleaved, and returns the report.
     pub fn run(&self) -> Result<Report> {
-        super::require_crate("hello guest", &self.hello_crate, "mayfly bench boot")?;
-        super::require_crate("native baseline", &self.native_crate, "mayfly bench boot")?;
-        eprintln!(
-            "building {} and {} ...",
-            self.hello_crate.display(),
-            self.native_crate.display()
-        );
-        let image = builder::build(&BuildRequest {
-            crate_dir: self.hello_crate.clone(),
-            output: None,
-            target_dir: Some(self.target_dir.clone()),
-            keep_symbols: false,
-        })?;
-        let native = super::build_native(&self.native_crate, &self.target_dir, "native-hello")?;
+        let super::Contestants { image, native } = super::build_contestants(
+            "mayfly bench boot",
+            &self.hello_crate,
+            &self.native_crate,
+            "native-hello",
+            &self.target_dir,
+        )?;
         let mayfly = std::env::current_exe().context("cannot find the mayfly binary")?;
 
         let warmup = 5.min(self.runs);

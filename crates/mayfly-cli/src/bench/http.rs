@@ -17,8 +17,7 @@
 //! unikernel that is the monitor process, guest memory included) and the stripped image size.
 
 use super::report::machine_line;
-use super::{Report, Row, Summary, build_native, number_after, require_crate, summarize};
-use crate::builder::{self, BuildRequest};
+use super::{Report, Row, Summary, number_after, summarize};
 use anyhow::{Context, Result, anyhow, bail};
 use std::ffi::OsString;
 use std::fs::File;
@@ -423,20 +422,13 @@ struct Samples {
 impl HttpBench {
     /// Builds both servers, measures them interleaved, and returns the report.
     pub fn run(&self) -> Result<Report> {
-        require_crate("http-hello guest", &self.hello_crate, "mayfly bench http")?;
-        require_crate("native baseline", &self.native_crate, "mayfly bench http")?;
-        eprintln!(
-            "building {} and {} ...",
-            self.hello_crate.display(),
-            self.native_crate.display()
-        );
-        let image = builder::build(&BuildRequest {
-            crate_dir: self.hello_crate.clone(),
-            output: None,
-            target_dir: Some(self.target_dir.clone()),
-            keep_symbols: false,
-        })?;
-        let native = build_native(&self.native_crate, &self.target_dir, "native-http")?;
+        let super::Contestants { image, native } = super::build_contestants(
+            "mayfly bench http",
+            &self.hello_crate,
+            &self.native_crate,
+            "native-http",
+            &self.target_dir,
+        )?;
         let native_size = std::fs::metadata(&native)
             .with_context(|| format!("cannot find the native baseline at {}", native.display()))?
             .len();

@@ -56,6 +56,34 @@ fn build_native(krate: &Path, target_dir: &Path, binary: &str) -> Result<PathBuf
     Ok(target_dir.join(GUEST_TARGET).join("release").join(binary))
 }
 
+/// What a benchmark compares: the guest image and the native baseline, both freshly built.
+struct Contestants {
+    image: crate::builder::BuiltImage,
+    native: PathBuf,
+}
+
+/// Checks that both crates exist, then builds the guest (`mayfly build`) and the native
+/// baseline (its binary `native_binary`) into `target_dir`, with progress on stderr.
+fn build_contestants(
+    command: &str,
+    guest: &Path,
+    native: &Path,
+    native_binary: &str,
+    target_dir: &Path,
+) -> Result<Contestants> {
+    require_crate("guest", guest, command)?;
+    require_crate("native baseline", native, command)?;
+    eprintln!("building {} and {} ...", guest.display(), native.display());
+    let image = crate::builder::build(&crate::builder::BuildRequest {
+        crate_dir: guest.to_path_buf(),
+        output: None,
+        target_dir: Some(target_dir.to_path_buf()),
+        keep_symbols: false,
+    })?;
+    let native = build_native(native, target_dir, native_binary)?;
+    Ok(Contestants { image, native })
+}
+
 /// Finds `key` followed by a number in `text`, skipping blanks between them (e.g.
 /// `entered_ns=123`, `main started 5 ns`, `VmRSS:\t  2196 kB`).
 fn number_after(text: &str, key: &str) -> Option<u64> {

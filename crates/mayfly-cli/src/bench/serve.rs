@@ -6,7 +6,6 @@
 
 use super::report::machine_line;
 use super::{Report, Row, Summary};
-use crate::builder::{self, BuildRequest};
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -314,20 +313,13 @@ fn pss_kib(pid: u64) -> Option<u64> {
 impl ServeBench {
     /// Runs every phase and returns the report.
     pub fn run(&self) -> Result<Report> {
-        super::require_crate("hello guest", &self.hello_crate, "mayfly bench serve")?;
-        super::require_crate("native baseline", &self.native_crate, "mayfly bench serve")?;
-        eprintln!(
-            "building {} and {} ...",
-            self.hello_crate.display(),
-            self.native_crate.display()
-        );
-        let image = builder::build(&BuildRequest {
-            crate_dir: self.hello_crate.clone(),
-            output: None,
-            target_dir: Some(self.target_dir.clone()),
-            keep_symbols: false,
-        })?;
-        let native = super::build_native(&self.native_crate, &self.target_dir, "native-http")?;
+        let super::Contestants { image, native } = super::build_contestants(
+            "mayfly bench serve",
+            &self.hello_crate,
+            &self.native_crate,
+            "native-http",
+            &self.target_dir,
+        )?;
         let work = self.target_dir.join("serve-bench");
         std::fs::create_dir_all(&work)?;
         let config_path = work.join("mayfly.toml");
