@@ -1,0 +1,106 @@
+//! Hostile guests: every misuse of the interface ends that guest with a report, never the
+//! monitor (no panic, one line on stderr), and the host's memory stays bounded by the guest's.
+
+mod common;
+
+use common::*;
+
+fn hostile(options: &[&str], mode: &str) -> Run {
+    require_kvm();
+    let image = guest_image("tests/guests/hostile");
+    let mut all = vec!["--timings"];
+    all.extend_from_slice(options);
+    if !options.contains(&"--timeout") {
+        all.extend_from_slice(&["--timeout", "10"]);
+    }
+    run_image(&image, &all, &[mode])
+}
+
+/// The diagnosis line (the timings line is the other one on stderr).
+fn diagnosis(run: &Run) -> String {
+    let lines: Vec<&str> =
+        run.stderr.lines().filter(|l| !l.starts_with("mayfly-timings:")).collect();
+    assert_eq!(lines.len(), 1, "one diagnosis line expected: {:?}", run.stderr);
+    assert!(!run.stderr.contains("panicked at"), "the monitor panicked: {}", run.stderr);
+    lines[0].to_owned()
+}
+
+fn peak_rss_kib(run: &Run) -> u64 {
+    run.stderr
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("peak_rss_kib="))
+        .and_then(|v| v.parse().ok())
+        .expect("timings with peak RSS")
+}
+
+fn expect(mode: &str, status: i32, needle: &str) {
+    let run = hostile(&[], mode);
+    assert_eq!(run.status, Some(status), "{mode}: stdout {} stderr {}", run.stdout, run.stderr);
+    let line = diagnosis(&run);
+    assert!(line.contains(needle), "{mode}: {line:?} lacks {needle:?}");
+    assert!(!run.stdout.contains("the monitor let"), "{mode} got through: {}", run.stdout);
+}
+
+#[test]
+fn hypercall_arguments_outside_memory_or_in_the_reserved_area_stop_the_guest() {
+    expect("args-outside-memory", 139, "hypercall Exit: arguments at 0xfffffff0");
+    expect("args-in-reserved-area", 139, "hypercall Wait: arguments at 0x4000");
+    expect("args-null", 139, "hypercall Exit: arguments at 0x0");
+}
+
+#[test]
+fn an_absurd_message_pointer_and_length_are_refused() {
+    expect(
+        "absurd-message",
+        101,
+        "guest panicked: (message at invalid address 0xfffffffffffffffb)",
+    );
+}
+
+#[test]
+fn unknown_hypercalls_wrong_widths_and_unknown_ports_stop_the_guest() {
+    expect("unknown-hypercall", 139, "unknown hypercall on port 0x54d");
+    expect("wrong-width", 139, "made with a 1-byte `out`; use 32 bits");
+    expect("unknown-port", 139, "general protection fault");
+    expect("fake-fault-report", 139, "guest");
+}
+
+#[test]
+fn a_garbage_console_length_is_clamped() {
+    let run = hostile(&[], "console-garbage");
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("still alive after a garbage console length"));
+    assert!(run.stdout.len() < 64 * 1024, "the clamp bounds what was printed");
+}
+
+#[test]
+fn garbage_ring_counters_and_lengths_stop_the_guest() {
+    expect("ring-garbage", 139, "NIC TX ring corrupted: the guest claims");
+    expect("ring-bad-length", 139, "frame of 1000000 bytes");
+}
+
+#[test]
+fn a_hypercall_flood_is_stopped_by_the_time_limit() {
+    let run = hostile(&["--timeout", "1"], "hypercall-flood");
+    assert_eq!(run.status, Some(124), "{}", run.stderr);
+    assert!(diagnosis(&run).contains("time limit"), "{}", run.stderr);
+}
+
+#[test]
+fn writes_to_protected_memory_and_executing_data_fault() {
+    expect("rewrite-page-tables", 139, "write to address 0x8000 (not mapped)");
+    expect("write-gdt", 139, "write to address 0x1000 (access not permitted)");
+    expect("write-boot-info", 139, "write to address 0x4000 (access not permitted)");
+    expect("write-text", 139, "(access not permitted)");
+    expect("jump-into-heap", 139, "instruction fetch from address");
+}
+
+#[test]
+fn exhausting_memory_is_a_reported_panic_and_the_host_memory_stays_bounded() {
+    let run = hostile(&["--mem", "32"], "exhaust-memory");
+    assert_eq!(run.status, Some(101), "{}", run.stderr);
+    assert!(diagnosis(&run).contains("memory allocation of 1048576 bytes failed"));
+    // The monitor's whole footprint: at most the guest's 32 MiB plus a few MiB of its own.
+    let rss = peak_rss_kib(&run);
+    assert!(rss < (32 + 8) * 1024, "peak RSS {rss} KiB");
+}

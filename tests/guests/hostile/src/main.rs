@@ -1,0 +1,109 @@
+//! The hostile guest: misuses the guest/monitor interface on purpose, one way per first
+//! argument, so the tests can check that the monitor survives, reports, and stops the guest.
+#![no_std]
+#![no_main]
+
+use mayfly::abi::hypercall::HYPERCALL_PORT_BASE;
+use mayfly::abi::{Hypercall, layout};
+use mayfly::prelude::*;
+
+mayfly::main!(main);
+
+/// `out dx, eax` with any port and value: the raw hypercall instruction.
+fn out32(port: u16, value: u32) {
+    // SAFETY: none needed for the guest's own state; this is the attack under test.
+    unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") value) };
+}
+
+fn write_to(addr: usize) {
+    // A volatile write the compiler cannot drop.
+    unsafe { (addr as *mut u64).write_volatile(0x4141_4141_4141_4141) };
+}
+
+fn main() -> i32 {
+    let mode = mayfly::env::args().nth(1).unwrap_or("");
+    match mode {
+        // Argument structures outside memory, wrapping, or in the monitor's reserved area.
+        "args-outside-memory" => out32(Hypercall::Exit.port(), 0xffff_fff0),
+        "args-in-reserved-area" => out32(Hypercall::Wait.port(), layout::BOOT_INFO_ADDR as u32),
+        "args-null" => out32(Hypercall::Exit.port(), 0),
+        // A panic message whose address wraps around and whose length is absurd.
+        "absurd-message" => {
+            #[repr(C)]
+            struct Exit {
+                status: i32,
+                reason: u32,
+                message: u64,
+                message_len: u32,
+                reserved: u32,
+            }
+            let args = Exit {
+                status: 3,
+                reason: 1,
+                message: u64::MAX - 4,
+                message_len: u32::MAX,
+                reserved: 0,
+            };
+            out32(Hypercall::Exit.port(), &args as *const Exit as u32);
+        }
+        "unknown-hypercall" => out32(HYPERCALL_PORT_BASE + 77, 0),
+        "wrong-width" => unsafe {
+            core::arch::asm!("out dx, al", in("dx") Hypercall::Exit.port(), in("al") 0u8)
+        },
+        "unknown-port" => out32(0x3f8, 0x41),
+        "fake-fault-report" => unsafe {
+            core::arch::asm!("out dx, al", in("dx") layout::FAULT_PORT, in("al") 14u8)
+        },
+        // The console length the monitor reads: absurd (the monitor clamps it).
+        "console-garbage" => {
+            let console = mayfly::env::memory().console as usize;
+            unsafe { (console as *mut u32).write_volatile(u32::MAX) };
+            out32(Hypercall::ConsoleFlush.port(), 0);
+            println!("still alive after a garbage console length");
+            return 0;
+        }
+        // Ring counters claiming more frames than slots.
+        "ring-garbage" => {
+            let net = mayfly::env::memory().net;
+            let tx = net.rings + mayfly::abi::net::RING_BYTES;
+            unsafe { (tx as *mut u32).write_volatile(0xdead_beef) };
+            mayfly::wait(Some(mayfly::time::Instant::now()));
+        }
+        // A slot length beyond the slot.
+        "ring-bad-length" => {
+            let net = mayfly::env::memory().net;
+            let tx = net.rings + mayfly::abi::net::RING_BYTES;
+            let slot = mayfly::abi::net::slot_addr(tx, 0);
+            unsafe {
+                (slot as *mut u32).write_volatile(1_000_000);
+                (tx as *mut u32).write_volatile(1);
+            }
+            mayfly::wait(Some(mayfly::time::Instant::now()));
+        }
+        // Hypercalls as fast as possible, forever (the timeout stops it).
+        "hypercall-flood" => loop {
+            out32(Hypercall::ConsoleFlush.port(), 0);
+        },
+        "rewrite-page-tables" => write_to(layout::PAGE_TABLES_ADDR as usize),
+        "write-gdt" => write_to(layout::GDT_ADDR as usize),
+        "write-boot-info" => write_to(layout::BOOT_INFO_ADDR as usize),
+        "write-text" => write_to(main as fn() -> i32 as usize),
+        "jump-into-heap" => {
+            let code: Vec<u8> = vec![0xc3; 64]; // `ret`
+            let f: extern "C" fn() = unsafe { core::mem::transmute(code.as_ptr()) };
+            f();
+        }
+        "exhaust-memory" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+            }
+        }
+        other => {
+            println!("hostile: unknown mode {other:?}");
+            return 64;
+        }
+    }
+    println!("hostile: the monitor let {mode} through");
+    1
+}
