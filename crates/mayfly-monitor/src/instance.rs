@@ -132,7 +132,9 @@ impl Instance {
 
         let vm = KvmVm::new(&ram)?;
         let vcpu_err = |what| move |source| KvmError::Ioctl { what, cause: source };
-        let mut sregs = vm.vcpu.get_sregs().map_err(vcpu_err("KVM_GET_SREGS"))?;
+        // Every field that matters is set here, so the vCPU's reset state need not be read
+        // (one ioctl less on the boot path); the APIC stays at its architectural default base.
+        let mut sregs = kvm_bindings::kvm_sregs { apic_base: 0xfee0_0900, ..Default::default() };
         cpu::configure_sregs(&mut sregs, tables.root());
         vm.vcpu.set_sregs(&sregs).map_err(vcpu_err("KVM_SET_SREGS"))?;
         vm.vcpu
