@@ -227,3 +227,45 @@ fn stopping_the_monitor_ends_tap_clients() {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
+
+#[test]
+fn serve_boots_a_service_attached_to_a_tap_on_demand() {
+    let ns = Namespace::new("serve");
+    let dir = repo().join("target/test-scratch/serve-tap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n\n\
+         [[service]]\nname = \"hello\"\nimage = \"{}\"\npath_prefix = \"/hello\"\n\
+         max_instances = 1\nwarm_shells = 0\nidle_timeout_ms = 300\n\
+         tap = {{ name = \"{TAP}\", ip = \"{GUEST_IP}/24\", gateway = \"{HOST_IP}\" }}\n",
+        guest_image("examples/http-hello").display()
+    );
+    let path = dir.join("mayfly.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_mayfly"), "serve", "--config"])
+        .arg(&path)
+        .env("MAYFLY_STATE_DIR", &dir);
+    let (_gateway, line) = Running::spawn(cmd, "mayfly serve: gateway on http://");
+    let addr: SocketAddr = line.split_whitespace().next().unwrap().parse().unwrap();
+    // Twice: the first request boots the instance on the tap; it idles out (300 ms) and the
+    // second boots a fresh one on the same tap.
+    for round in 0..2 {
+        let reply = ns.run(move || http(addr, "GET", "/hello", b""));
+        assert_eq!(reply.status, 200, "round {round}: {reply:?}");
+        assert_eq!(reply.body, b"Hello from a Mayfly unikernel!\n");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Scaled to zero: the tap is free again (a new monitor can attach to it).
+        while round == 0 && Instant::now() < deadline {
+            let count = std::process::Command::new("pgrep")
+                .args(["-f", &format!("--net tap={TAP}")])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+                .unwrap_or(0);
+            if count == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -18,6 +18,31 @@ pub enum Mode {
     PerRequest,
 }
 
+/// Tap networking for a service's instance (instead of user-mode networking through the
+/// monitor). The tap must exist with its host side configured (`ip tuntap add dev NAME mode tap
+/// user USER; ip addr add 10.0.0.1/24 dev NAME; ip link set NAME up`); a tap carries one
+/// instance, so such a service has `max_instances = 1` and no warm shells.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapSpec {
+    /// The tap device.
+    pub name: String,
+    /// The guest's address and prefix, e.g. `10.0.0.2/24`; the gateway connects to it.
+    pub ip: String,
+    /// The guest's default gateway, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<std::net::Ipv4Addr>,
+}
+
+impl TapSpec {
+    /// The guest's address and prefix length, if `ip` is well formed.
+    pub fn address(&self) -> Option<(std::net::Ipv4Addr, u8)> {
+        let (addr, prefix) = self.ip.split_once('/')?;
+        let prefix: u8 = prefix.parse().ok().filter(|p| (1..=32).contains(p))?;
+        Some((addr.parse().ok()?, prefix))
+    }
+}
+
 /// One service: what to boot, how to route to it, how to scale it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +100,9 @@ pub struct ServiceSpec {
     /// How long a request may wait for an instance before it gets 503, ms.
     #[serde(default = "default_queue_timeout")]
     pub queue_timeout_ms: u64,
+    /// Attach the instance to a tap device instead of user-mode networking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap: Option<TapSpec>,
 }
 
 fn default_mem() -> u64 {
@@ -136,6 +164,7 @@ impl ServiceSpec {
             warm_shells: default_warm(),
             queue_limit: default_queue(),
             queue_timeout_ms: default_queue_timeout(),
+            tap: None,
         }
     }
 
@@ -183,6 +212,20 @@ impl ServiceSpec {
         }
         if self.env.keys().any(|k| k.is_empty() || k.contains('=')) {
             return fail("env", "names must be non-empty and contain no '='");
+        }
+        if let Some(tap) = &self.tap {
+            if tap.name.is_empty() || tap.name.len() > 15 {
+                return fail("tap", "`name` must be 1-15 characters");
+            }
+            if tap.address().is_none() {
+                return fail("tap", "`ip` must be an IPv4 address with a prefix, e.g. 10.0.0.2/24");
+            }
+            if self.max_instances != 1 || self.warm_shells != 0 {
+                return fail(
+                    "tap",
+                    "carries one instance: set max_instances = 1 and warm_shells = 0",
+                );
+            }
         }
         Ok(())
     }

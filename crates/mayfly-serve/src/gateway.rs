@@ -16,6 +16,8 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// How long the gateway keeps trying to connect to a fresh instance that refuses.
+const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Largest request body the gateway forwards.
 const MAX_BODY: usize = 8 << 20;
 /// Headers that concern one hop only and are not forwarded.
@@ -144,27 +146,46 @@ async fn forward(
     }
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = format!("http://{}{}", lease.addr, path_and_query);
-    let mut upstream_req = Request::builder().method(parts.method).uri(uri);
-    for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
-            upstream_req = upstream_req.header(name, value);
+    let per_request = orch.is_per_request(service);
+    let build = || {
+        let mut upstream_req = Request::builder().method(parts.method.clone()).uri(uri.as_str());
+        for (name, value) in &parts.headers {
+            if !HOP_BY_HOP.contains(&name.as_str()) {
+                upstream_req = upstream_req.header(name, value);
+            }
         }
-    }
-    if orch.is_per_request(service) {
-        upstream_req = upstream_req.header(header::CONNECTION, "close");
-    }
-    let result = match upstream_req.body(Full::new(body)) {
-        Ok(r) => match client.request(r).await {
+        if per_request {
+            upstream_req = upstream_req.header(header::CONNECTION, "close");
+        }
+        upstream_req.body(Full::new(body.clone()))
+    };
+    let started = Instant::now();
+    let result = loop {
+        let sent = match build() {
+            Ok(r) => client.request(r).await,
+            Err(e) => break Err(e.to_string()),
+        };
+        match sent {
             Ok(response) => {
                 let (parts, body) = response.into_parts();
-                body.collect()
+                break body
+                    .collect()
                     .await
                     .map(|b| Response::from_parts(parts, Full::new(b.to_bytes())))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string());
             }
-            Err(e) => Err(e.to_string()),
-        },
-        Err(e) => Err(e.to_string()),
+            // A fresh instance on a tap is reached directly: until its guest listens, the
+            // connection is refused, so try again (for published ports the monitor holds
+            // connections itself and this does not happen).
+            Err(e)
+                if e.is_connect()
+                    && lease.cold_since.is_some()
+                    && started.elapsed() < CONNECT_PATIENCE =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(e) => break Err(e.to_string()),
+        }
     };
     match &result {
         Ok(_) => orch.release(&lease),

@@ -33,6 +33,8 @@ pub struct Launch {
     pub args: Vec<String>,
     /// Guest environment.
     pub env: Vec<(String, String)>,
+    /// Tap networking instead of a published port.
+    pub tap: Option<crate::config::TapSpec>,
 }
 
 /// Why an instance could not be prepared.
@@ -88,13 +90,22 @@ impl Shell {
         exits: mpsc::UnboundedSender<Exited>,
     ) -> Result<Shell, InstanceError> {
         let mut cmd = Command::new(&launch.mayfly);
-        cmd.arg("run")
-            .arg(&launch.image)
-            .arg("--publish")
-            .arg(format!("127.0.0.1:0:{}", launch.guest_port))
-            .arg("--mem")
-            .arg(launch.mem_mib.to_string())
-            .arg("--standby");
+        cmd.arg("run").arg(&launch.image);
+        // Where the guest's port will be reachable, when it is known in advance (tap).
+        let mut addr = None;
+        match &launch.tap {
+            Some(tap) => {
+                cmd.arg("--net").arg(format!("tap={}", tap.name)).arg("--ip").arg(&tap.ip);
+                if let Some(gateway) = tap.gateway {
+                    cmd.arg("--gateway").arg(gateway.to_string());
+                }
+                addr = tap.address().map(|(ip, _)| SocketAddr::from((ip, launch.guest_port)));
+            }
+            None => {
+                cmd.arg("--publish").arg(format!("127.0.0.1:0:{}", launch.guest_port));
+            }
+        }
+        cmd.arg("--mem").arg(launch.mem_mib.to_string()).arg("--standby");
         for (k, v) in &launch.env {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }
@@ -121,12 +132,13 @@ impl Shell {
         });
         // The monitor's own messages: the address, standby, then diagnoses.
         let mut lines = BufReader::new(stderr).lines();
-        let mut addr = None;
         let mut last = String::new();
         let ready = tokio::time::timeout(PREPARE_TIMEOUT, async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(rest) = line.strip_prefix("mayfly: publishing ") {
                     addr = rest.split(' ').next().and_then(|a| a.parse().ok());
+                } else if line.starts_with("mayfly: guest attached to tap ") {
+                    // The address is the tap spec's.
                 } else if line == "mayfly: standby" {
                     return true;
                 } else {

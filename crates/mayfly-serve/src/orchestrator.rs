@@ -154,6 +154,7 @@ impl Orchestrator {
             guest_port: spec.guest_port,
             args: spec.args.clone(),
             env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            tap: spec.tap.clone(),
         };
         let mut services = self.lock();
         let logs = services.get(&spec.name).map(|s| s.logs.clone()).unwrap_or_default();

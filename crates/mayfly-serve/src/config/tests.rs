@@ -82,3 +82,20 @@ fn the_builtin_config_is_valid() {
     assert_eq!(config.services.len(), 2);
     assert!(config.services.iter().all(|s| s.min_instances == 0));
 }
+
+#[test]
+fn tap_services_are_validated() {
+    let base = "[[service]]\nname = \"t\"\nimage = \"x\"\npath_prefix = \"/t\"\n";
+    let ok = format!(
+        "{base}max_instances = 1\nwarm_shells = 0\ntap = {{ name = \"tap0\", ip = \"10.0.0.2/24\" }}\n"
+    );
+    let config = parse(&ok).unwrap();
+    let tap = config.services[0].tap.clone().unwrap();
+    assert_eq!(tap.address(), Some(("10.0.0.2".parse().unwrap(), 24)));
+    let many = format!("{base}tap = {{ name = \"tap0\", ip = \"10.0.0.2/24\" }}\n");
+    assert!(parse(&many).unwrap_err().to_string().contains("carries one instance"));
+    let bad_ip = format!(
+        "{base}max_instances = 1\nwarm_shells = 0\ntap = {{ name = \"tap0\", ip = \"10.0.0.2\" }}\n"
+    );
+    assert!(parse(&bad_ip).unwrap_err().to_string().contains("IPv4 address with a prefix"));
+}
