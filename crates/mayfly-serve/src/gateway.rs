@@ -138,6 +138,10 @@ async fn forward(
             let message = format!("service {service} is crash-looping: {why}");
             return unavailable(&message, left.as_secs().max(1));
         }
+        Err(AcquireError::StartFailed(why)) => {
+            let message = format!("service {service}: its instance failed to start: {why}");
+            return text(StatusCode::BAD_GATEWAY, &message);
+        }
         Err(e) => return unavailable(&format!("service {service}: {e}"), 1),
     };
     if lease.cold_since.is_some() {
@@ -194,6 +198,7 @@ async fn forward(
     match result {
         Ok(mut response) => {
             if lease.cold_since.is_some() {
+                orch.metrics.cold_phase(service, "boot", lease.started.elapsed().as_secs_f64());
                 orch.metrics.cold_phase(service, "first_byte", arrived.elapsed().as_secs_f64());
             }
             for name in HOP_BY_HOP {

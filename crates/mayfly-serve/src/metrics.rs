@@ -82,7 +82,7 @@ impl Metrics {
         });
         registry.register(
             "cold_start_phase_seconds",
-            "Cold-start phases: spawn (process start to VM ready), ready (arrival to an instance), first_byte (arrival to response)",
+            "Cold-start phases: spawn (process start to VM ready), ready (arrival to an instance), boot (guest entered to first response), first_byte (arrival to response)",
             cold_phase.clone(),
         );
         let boots = Counter::default();
@@ -112,7 +112,8 @@ impl Metrics {
     }
 
     /// One phase of a cold start took `seconds`: `spawn` (process start to VM ready), `ready`
-    /// (request arrival to an instance taking it), `first_byte` (arrival to the response).
+    /// (request arrival to an instance taking it), `boot` (guest entered to its first response),
+    /// `first_byte` (arrival to the response).
     pub fn cold_phase(&self, service: &str, phase: &str, seconds: f64) {
         self.cold_phase
             .get_or_create(&PhaseLabels { service: service.into(), phase: phase.into() })

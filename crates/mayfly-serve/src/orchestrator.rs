@@ -4,7 +4,7 @@
 use crate::config::{Mode, ServiceSpec};
 use crate::instance::{Exited, Launch, Shell, rss_kib};
 use crate::metrics::Metrics;
-use crate::service::{Action, Lease, Service, Waiter};
+use crate::service::{Action, Lease, Service, State, Waiter};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,8 @@ pub enum AcquireError {
     Backoff(String, Duration),
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("its instance failed to start: {0}")]
+    StartFailed(String),
 }
 
 /// Why a deploy was refused.
@@ -255,7 +257,7 @@ impl Orchestrator {
                 return Ok(lease);
             }
             if let Some(left) = svc.backoff_left(now)
-                && !svc.instances.iter().any(|i| i.state == crate::service::State::Ready)
+                && !svc.instances.iter().any(|i| i.state == State::Ready)
             {
                 let why = svc.last_crash.clone().unwrap_or_default();
                 return Err(AcquireError::Backoff(why, left));
@@ -276,6 +278,12 @@ impl Orchestrator {
             Ok(Ok(lease)) => Ok(lease),
             Ok(Err(_)) if self.shutting_down.load(Ordering::Acquire) => {
                 Err(AcquireError::ShuttingDown)
+            }
+            // Our waiter was dropped: the instance started for it failed to start.
+            Ok(Err(_)) => {
+                let services = self.lock();
+                let why = services.get(service).and_then(|s| s.last_crash.clone());
+                Err(AcquireError::StartFailed(why.unwrap_or_default()))
             }
             _ => {
                 let services = self.lock();
@@ -373,6 +381,11 @@ impl Orchestrator {
                     svc.logs.push(&instance_name(service, id), &format!("failed to start: {e}"));
                     svc.crashed(&e.to_string(), Instant::now());
                     self.metrics.crash(service);
+                    // Nothing else is coming for the waiting requests: answer them now.
+                    let serving = svc.instances.iter().any(|i| i.state == State::Ready);
+                    if svc.starting == 0 && !serving {
+                        svc.waiters.clear();
+                    }
                     None
                 }
             }
@@ -449,9 +462,9 @@ impl Orchestrator {
                     service: name.clone(),
                     name: instance_name(name, i.run.id),
                     state: match i.state {
-                        crate::service::State::Ready => "ready",
-                        crate::service::State::Draining => "draining",
-                        crate::service::State::Failed(_) => "failed",
+                        State::Ready => "ready",
+                        State::Draining => "draining",
+                        State::Failed(_) => "failed",
                     }
                     .into(),
                     age_seconds: now.duration_since(i.started).as_secs_f64(),

@@ -28,6 +28,8 @@ pub struct Lease {
     pub addr: SocketAddr,
     /// Set when the request waited for this instance to start: when it started waiting.
     pub cold_since: Option<Instant>,
+    /// When the instance's guest was started.
+    pub started: Instant,
 }
 
 /// Lifecycle of a started instance.
@@ -137,6 +139,7 @@ impl Service {
             id: instance.run.id,
             addr: instance.run.addr,
             cold_since,
+            started: instance.started,
         })
     }
 
