@@ -793,3 +793,47 @@ fn an_image_that_fails_to_boot_is_reported_and_the_gateway_stays_up() {
     // The rest of the gateway is unaffected.
     assert_eq!(gw.get("/hello").status, 200);
 }
+
+#[test]
+fn killing_a_monitor_mid_request_fails_only_that_request() {
+    let image = guest_image(CRASHY);
+    let gw = Gateway::start("kill-9", &crashy_service("warm_shells = 0"));
+    assert_eq!(gw.get("/").status, 200);
+    let victims = gw.monitors(&image);
+    assert_eq!(victims.len(), 1);
+    // A slow request in flight, then SIGKILL to its monitor.
+    let addr = gw.addr;
+    let slow = std::thread::spawn(move || {
+        http_request(addr, "GET", "/slow?ms=3000", &[], b"", Duration::from_secs(20))
+    });
+    gw.wait_until("the slow request is in flight", Duration::from_secs(5), || {
+        gw.instances("crashy").first().is_some_and(|i| i["in_flight"] == 1)
+    });
+    assert!(signal(victims[0], libc::SIGKILL));
+    let reply = slow.join().unwrap().expect("a response");
+    assert_eq!(reply.status, 502, "{reply:?}");
+    // The service recovers with a fresh instance.
+    let again = gw.get("/");
+    assert_eq!(again.status, 200, "{again:?}");
+}
+
+#[test]
+fn malformed_http_at_the_gateway_gets_4xx() {
+    let gw = Gateway::start("malformed", &hello_service(""));
+    for request in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nContent-Length: zebra\r\n\r\n",
+        b"GET /hello HTTP/1.1\r\nHost: a\r\nX: \x01\x02\r\n\r\n",
+    ] {
+        let mut stream = std::net::TcpStream::connect(gw.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let reply = http_exchange(&mut stream, request).expect("a response");
+        assert!((400..500).contains(&reply.status), "{request:?}: {reply:?}");
+    }
+    let huge = format!("GET /hello HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(200_000));
+    let mut stream = std::net::TcpStream::connect(gw.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let reply = http_exchange(&mut stream, huge.as_bytes());
+    assert!(reply.as_ref().is_none_or(|r| (400..500).contains(&r.status)), "{reply:?}");
+    assert_eq!(gw.get("/hello").status, 200, "the gateway still serves");
+}
