@@ -189,3 +189,24 @@ fn guests_run_under_the_sandbox_by_default_and_without_it_on_request() {
     assert_eq!(run_image(&hello, &[], &["5"]).status, Some(5));
     assert_eq!(run_image(&hello, &["--no-sandbox"], &["5"]).status, Some(5));
 }
+
+#[test]
+fn a_guest_over_its_cpu_time_limit_is_stopped() {
+    require_kvm();
+    let probe_image = guest_image("tests/guests/probe");
+    let start = Instant::now();
+    let run = run_image(&probe_image, &["--cpu-limit", "1", "--timeout", "20"], &["spin"]);
+    assert_eq!(run.status, Some(152), "{}", run.stderr);
+    run.assert_one_line_error("guest stopped: CPU time limit reached");
+    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+}
+
+#[test]
+fn a_guest_over_its_console_limit_is_stopped_and_the_excess_dropped() {
+    require_kvm();
+    let probe_image = guest_image("tests/guests/probe");
+    let run = run_image(&probe_image, &["--console-limit", "10000"], &["print-lots", "2000"]);
+    assert_eq!(run.status, Some(139), "{}", run.stderr);
+    run.assert_one_line_error("console output exceeded its limit of 10000 bytes");
+    assert_eq!(run.stdout.len(), 10000);
+}

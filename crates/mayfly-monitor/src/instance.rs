@@ -40,6 +40,8 @@ pub struct VmConfig {
     /// Test hook: make a forbidden system call once sandboxed.
     #[doc(hidden)]
     pub seccomp_selftest: bool,
+    /// Most bytes of console output the guest may write (stopped past it), if limited.
+    pub console_limit: Option<u64>,
 }
 
 /// Why a guest could not be booted.
@@ -92,6 +94,8 @@ pub struct Instance {
     pub(crate) sandbox: bool,
     pub(crate) seccomp_selftest: bool,
     pub(crate) sandboxed: bool,
+    pub(crate) console_limit: Option<u64>,
+    pub(crate) console_left: u64,
 }
 
 impl Instance {
@@ -155,6 +159,8 @@ impl Instance {
             sandbox: config.sandbox,
             seccomp_selftest: config.seccomp_selftest,
             sandboxed: false,
+            console_limit: config.console_limit,
+            console_left: config.console_limit.unwrap_or(u64::MAX),
         })
     }
 

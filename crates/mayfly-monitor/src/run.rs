@@ -57,7 +57,12 @@ impl Instance {
         let mut timings = Timings { entered_ns: sys::monotonic_ns(), ..Timings::default() };
         let outcome = loop {
             let exit = self.enter();
-            self.drain_console(console);
+            if !self.drain_console(console) {
+                break Outcome::Misbehaved(format!(
+                    "console output exceeded its limit of {} bytes",
+                    self.console_limit.unwrap_or(0)
+                ));
+            }
             let step = match exit {
                 Exit::Out { port, data, .. } if port == layout::FAULT_PORT => {
                     Step::Stop(self.fault((data & 0xff) as u8))
@@ -171,19 +176,24 @@ impl Instance {
     }
 
     /// Copies the guest's pending console output to `console` and empties the buffer.
-    fn drain_console(&self, console: &mut dyn Write) {
+    /// Returns false once the guest has printed more than its console limit (what is over the
+    /// limit is not written).
+    fn drain_console(&mut self, console: &mut dyn Write) -> bool {
         let Ok(len) = self.ram.read_u32(layout::CONSOLE_ADDR) else {
-            return;
+            return true;
         };
         if len == 0 {
-            return;
+            return true;
         }
         let len = (len as usize).min(mayfly_abi::console::CONSOLE_CAPACITY);
         let data_addr = layout::CONSOLE_ADDR + mayfly_abi::console::CONSOLE_DATA_OFFSET;
-        if let Ok(bytes) = self.ram.read_bytes(data_addr, len) {
+        let allowed = usize::try_from(self.console_left).unwrap_or(usize::MAX).min(len);
+        if let Ok(bytes) = self.ram.read_bytes(data_addr, allowed) {
             let _ = console.write_all(&bytes);
         }
+        self.console_left = self.console_left.saturating_sub(len as u64);
         let _ = self.ram.write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
+        allowed == len
     }
 
     /// Serves a hypercall that arrived through the general-protection stub (see

@@ -215,3 +215,37 @@ pub fn connect_nonblocking(
     }
     Ok(stream)
 }
+
+static XCPU_SECONDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// SIGXCPU handler: reports the CPU-time limit and exits 152 (128 + SIGXCPU). Only
+/// async-signal-safe calls.
+extern "C" fn on_sigxcpu(_signal: libc::c_int) {
+    let message: &[u8] = b"mayfly: guest stopped: CPU time limit reached\n";
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is static.
+    unsafe {
+        libc::write(2, message.as_ptr().cast(), message.len());
+        libc::_exit(152);
+    }
+}
+
+/// Limits this process (the monitor and its guest's vCPU) to `seconds` of CPU time: at the
+/// limit SIGXCPU reports and exits (status 152); one second later the kernel kills it.
+pub fn limit_cpu(seconds: u64) -> std::io::Result<()> {
+    XCPU_SECONDS.store(seconds, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: a fully initialised sigaction whose handler makes only async-signal-safe calls.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigxcpu as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(libc::SIGXCPU, &action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    let limit = libc::rlimit { rlim_cur: seconds, rlim_max: seconds.saturating_add(1) };
+    // SAFETY: `limit` is a valid rlimit for the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CPU, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

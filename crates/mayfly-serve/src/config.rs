@@ -103,6 +103,12 @@ pub struct ServiceSpec {
     /// Attach the instance to a tap device instead of user-mode networking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tap: Option<TapSpec>,
+    /// CPU time an instance may use, seconds (0: no limit).
+    #[serde(default)]
+    pub cpu_limit_s: u64,
+    /// Console output an instance may write, KiB (0: no limit).
+    #[serde(default)]
+    pub console_limit_kib: u64,
 }
 
 fn default_mem() -> u64 {
@@ -165,6 +171,8 @@ impl ServiceSpec {
             queue_limit: default_queue(),
             queue_timeout_ms: default_queue_timeout(),
             tap: None,
+            cpu_limit_s: 0,
+            console_limit_kib: 0,
         }
     }
 

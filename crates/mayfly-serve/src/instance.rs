@@ -35,6 +35,10 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Tap networking instead of a published port.
     pub tap: Option<crate::config::TapSpec>,
+    /// CPU-time limit, seconds (0: none).
+    pub cpu_limit_s: u64,
+    /// Console limit, KiB (0: none).
+    pub console_limit_kib: u64,
 }
 
 /// Why an instance could not be prepared.
@@ -104,6 +108,12 @@ impl Shell {
             None => {
                 cmd.arg("--publish").arg(format!("127.0.0.1:0:{}", launch.guest_port));
             }
+        }
+        if launch.cpu_limit_s > 0 {
+            cmd.arg("--cpu-limit").arg(launch.cpu_limit_s.to_string());
+        }
+        if launch.console_limit_kib > 0 {
+            cmd.arg("--console-limit").arg((launch.console_limit_kib * 1024).to_string());
         }
         cmd.arg("--mem").arg(launch.mem_mib.to_string()).arg("--standby");
         for (k, v) in &launch.env {

@@ -157,6 +157,8 @@ impl Orchestrator {
             args: spec.args.clone(),
             env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             tap: spec.tap.clone(),
+            cpu_limit_s: spec.cpu_limit_s,
+            console_limit_kib: spec.console_limit_kib,
         };
         let mut services = self.lock();
         let logs = services.get(&spec.name).map(|s| s.logs.clone()).unwrap_or_default();

@@ -47,6 +47,12 @@ pub struct Args {
     /// `mayfly serve` to keep VM shells ready ahead of demand.
     #[arg(long)]
     standby: bool,
+    /// Stop the guest once it has printed this many bytes (exit status 139).
+    #[arg(long, value_name = "BYTES")]
+    console_limit: Option<u64>,
+    /// Stop the guest after this many seconds of CPU time (exit status 152).
+    #[arg(long, value_name = "SECONDS")]
+    cpu_limit: Option<u64>,
     /// Do not confine the monitor with its seccomp filter (for debugging the monitor).
     #[arg(long)]
     no_sandbox: bool,
@@ -166,7 +172,12 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         net,
         sandbox: !args.no_sandbox,
         seccomp_selftest: args.seccomp_selftest,
+        console_limit: args.console_limit,
     };
+    if let Some(seconds) = args.cpu_limit {
+        anyhow::ensure!(seconds > 0, "--cpu-limit must be at least 1 second");
+        mayfly_monitor::sys::limit_cpu(seconds).context("cannot set the CPU-time limit")?;
+    }
     let mut instance = Instance::prepare(&bytes, &config)
         .with_context(|| format!("cannot boot {}", image.display()))?;
     if let Some(nic) = instance.nic() {
