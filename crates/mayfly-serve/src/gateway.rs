@@ -7,9 +7,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,18 +28,6 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
     "transfer-encoding",
 ];
-
-/// The client side of the gateway: pooled keep-alive connections to instances.
-pub type Upstream = Client<HttpConnector, Full<Bytes>>;
-
-/// A new upstream client.
-pub fn upstream() -> Upstream {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .build(connector)
-}
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
@@ -65,7 +51,6 @@ pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
 
 /// Serves the gateway on `listener` until `stop` turns true; in-flight connections finish.
 pub async fn serve(listener: TcpListener, orch: Arc<Orchestrator>, stop: watch::Receiver<bool>) {
-    let client = upstream();
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -73,11 +58,10 @@ pub async fn serve(listener: TcpListener, orch: Arc<Orchestrator>, stop: watch::
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let orch = orch.clone();
-                let client = client.clone();
                 let stop = stop.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        handle(orch.clone(), client.clone(), req)
+                        handle(orch.clone(), req)
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -101,7 +85,6 @@ pub async fn serve(listener: TcpListener, orch: Arc<Orchestrator>, stop: watch::
 
 async fn handle(
     orch: Arc<Orchestrator>,
-    client: Upstream,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let arrived = Instant::now();
@@ -114,14 +97,13 @@ async fn handle(
     let Some(service) = orch.route(host.as_deref(), &path) else {
         return Ok(text(StatusCode::NOT_FOUND, "no service is routed here"));
     };
-    let response = forward(&orch, &client, &service, req, arrived).await;
+    let response = forward(&orch, &service, req, arrived).await;
     orch.metrics.request(&service, response.status().as_u16(), arrived.elapsed().as_secs_f64());
     Ok(response)
 }
 
 async fn forward(
     orch: &Arc<Orchestrator>,
-    client: &Upstream,
     service: &str,
     req: Request<Incoming>,
     arrived: Instant,
@@ -149,10 +131,14 @@ async fn forward(
         orch.metrics.cold_phase(service, "ready", arrived.elapsed().as_secs_f64());
     }
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = format!("http://{}{}", lease.addr, path_and_query);
+    let uri = path_and_query.to_owned();
+    let authority = lease.addr.to_string();
     let per_request = orch.is_per_request(service);
     let build = || {
         let mut upstream_req = Request::builder().method(parts.method.clone()).uri(uri.as_str());
+        if !parts.headers.contains_key(header::HOST) {
+            upstream_req = upstream_req.header(header::HOST, authority.as_str());
+        }
         for (name, value) in &parts.headers {
             if !HOP_BY_HOP.contains(&name.as_str()) {
                 upstream_req = upstream_req.header(name, value);
@@ -165,28 +151,31 @@ async fn forward(
     };
     let started = Instant::now();
     let result = loop {
-        let sent = match build() {
-            Ok(r) => client.request(r).await,
-            Err(e) => break Err(e.to_string()),
-        };
-        match sent {
-            Ok(response) => {
-                let (parts, body) = response.into_parts();
-                break body
-                    .collect()
-                    .await
-                    .map(|b| Response::from_parts(parts, Full::new(b.to_bytes())))
-                    .map_err(|e| e.to_string());
-            }
+        let mut sender = match lease.pool.get(lease.addr).await {
+            Ok(sender) => sender,
             // A fresh instance on a tap is reached directly: until its guest listens, the
             // connection is refused, so try again (for published ports the monitor holds
             // connections itself and this does not happen).
-            Err(e)
-                if e.is_connect()
-                    && lease.cold_since.is_some()
-                    && started.elapsed() < CONNECT_PATIENCE =>
-            {
+            Err(_) if lease.cold_since.is_some() && started.elapsed() < CONNECT_PATIENCE => {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                continue;
+            }
+            Err(e) => break Err(e.to_string()),
+        };
+        let request = match build() {
+            Ok(r) => r,
+            Err(e) => break Err(e.to_string()),
+        };
+        match sender.send_request(request).await {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let collected = body.collect().await;
+                if collected.is_ok() && !per_request {
+                    lease.pool.put(sender);
+                }
+                break collected
+                    .map(|b| Response::from_parts(parts, Full::new(b.to_bytes())))
+                    .map_err(|e| e.to_string());
             }
             Err(e) => break Err(e.to_string()),
         }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod service;
 pub mod sys;
+pub mod upstream;
 
 use config::Config;
 use orchestrator::Orchestrator;

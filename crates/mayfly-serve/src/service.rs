@@ -30,6 +30,8 @@ pub struct Lease {
     pub cold_since: Option<Instant>,
     /// When the instance's guest was started.
     pub started: Instant,
+    /// The gateway's connections to the instance.
+    pub pool: std::sync::Arc<crate::upstream::ConnPool>,
 }
 
 /// Lifecycle of a started instance.
@@ -63,6 +65,8 @@ pub struct Instance {
     pub last_active: Instant,
     /// Reserved for one request (per-request mode).
     pub exclusive: bool,
+    /// The gateway's idle connections to it (closed when it goes).
+    pub pool: std::sync::Arc<crate::upstream::ConnPool>,
 }
 
 /// A request waiting for capacity.
@@ -140,6 +144,7 @@ impl Service {
             addr: instance.run.addr,
             cold_since,
             started: instance.started,
+            pool: instance.pool.clone(),
         })
     }
 
@@ -220,6 +225,7 @@ impl Service {
             started: now,
             last_active: now,
             exclusive,
+            pool: std::sync::Arc::default(),
         });
         if exclusive {
             // One instance, one request: the oldest waiter that still waits.

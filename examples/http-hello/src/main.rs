@@ -1,10 +1,12 @@
-//! An HTTP hello service: `GET /` (or `/hello`) answers a greeting; other paths get 404.
+//! An HTTP hello service: `GET /` (or `/hello`) answers a greeting (the `GREETING` environment
+//! entry, if set); other paths get 404.
 //! `mayfly run examples/http-hello --publish 8080:80`, then `curl http://127.0.0.1:8080/`.
 #![no_std]
 #![no_main]
 
 use mayfly::http::{self, Request, Response};
 use mayfly::net::NetError;
+use mayfly::prelude::*;
 
 mayfly::main!(async main);
 
@@ -15,7 +17,10 @@ async fn main() -> Result<(), NetError> {
 
 async fn handle(request: Request) -> Response {
     match (request.method.as_str(), request.path_without_query()) {
-        ("GET" | "HEAD", "/" | "/hello") => Response::text(200, "Hello from a Mayfly unikernel!\n"),
+        ("GET" | "HEAD", "/" | "/hello") => match mayfly::env::var("GREETING") {
+            Some(greeting) => Response::text(200, &format!("{greeting}\n")),
+            None => Response::text(200, "Hello from a Mayfly unikernel!\n"),
+        },
         (_, "/" | "/hello") => {
             Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
         }

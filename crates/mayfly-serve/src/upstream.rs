@@ -1,0 +1,66 @@
+//! Connections from the gateway to one instance, kept open between requests and owned by the
+//! instance: they close when it goes, so instances that come and go leave nothing behind.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+/// Idle keep-alive connections to one instance.
+#[derive(Default)]
+pub struct ConnPool {
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+/// Most idle connections kept per instance (its concurrency bounds the useful number).
+const MAX_IDLE: usize = 64;
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("HTTP handshake failed: {0}")]
+    Handshake(#[from] hyper::Error),
+}
+
+impl std::fmt::Debug for ConnPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.idle.lock().map(|v| v.len()).unwrap_or(0);
+        f.debug_struct("ConnPool").field("idle", &idle).finish()
+    }
+}
+
+impl ConnPool {
+    /// An idle connection, or a new one to `addr`.
+    pub async fn get(&self, addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, ConnectError> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match idle {
+                Some(sender) if !sender.is_closed() => return Ok(sender),
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    /// Returns a connection after a complete exchange, if it can be used again.
+    pub fn put(&self, sender: SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+}
