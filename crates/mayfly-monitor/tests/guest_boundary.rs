@@ -49,7 +49,7 @@ proptest! {
         let mut rings = Rings::new(&ram, RINGS_AT).unwrap();
         let tx = RINGS_AT + RING_BYTES;
         for (i, len) in lengths.iter().enumerate() {
-            let slot = mayfly_abi::net::slot_addr(tx, i as u32);
+            let slot = mayfly_abi::net::slot_addr(tx, u32::try_from(i).unwrap());
             ram.write_bytes(slot, &len.to_le_bytes()).unwrap();
             ram.write_bytes(slot + 4, &garbage).unwrap();
         }
@@ -57,7 +57,7 @@ proptest! {
         ram.write_bytes(RINGS_AT + 4, &rx_tail.to_le_bytes()).unwrap();
         let mut longest = 0;
         if let Ok(n) = rings.drain_tx(&ram, |frame| longest = longest.max(frame.len())) {
-            prop_assert!(n as u32 <= RING_SLOTS);
+            prop_assert!(n <= RING_SLOTS as usize);
         }
         prop_assert!(longest <= FRAME_MAX);
         if let Ok(pending) = rings.rx_pending(&ram) {
