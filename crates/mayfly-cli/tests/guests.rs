@@ -210,3 +210,19 @@ fn a_guest_over_its_console_limit_is_stopped_and_the_excess_dropped() {
     run.assert_one_line_error("console output exceeded its limit of 10000 bytes");
     assert_eq!(run.stdout.len(), 10000);
 }
+
+#[test]
+fn console_output_over_its_rate_is_dropped_and_said_so() {
+    require_kvm();
+    let probe_image = guest_image("tests/guests/probe");
+    let run = run_image(&probe_image, &["--console-rate", "2000"], &["print-lots", "2000"]);
+    assert_eq!(run.status, Some(0), "the guest keeps running: {}", run.stderr);
+    assert!(run.stdout.len() < 5000, "at most about one second's worth: {}", run.stdout.len());
+    let dropped: u64 = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("[mayfly: "))
+        .filter_map(|l| l.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(dropped > 55_000, "the drops are counted: {dropped}");
+}

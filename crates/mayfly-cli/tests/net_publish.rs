@@ -182,3 +182,23 @@ fn a_taken_host_port_is_a_clear_error() {
     assert_eq!(run.status, Some(125));
     run.assert_one_line_error("choose another host port");
 }
+
+#[test]
+fn connections_beyond_the_limit_are_closed_at_once() {
+    let server = Running::start(
+        &guest_image("examples/tcp-echo"),
+        &["--publish", "0:7", "--max-connections", "5", "--timeout", "60"],
+        &[],
+    );
+    let mut open: Vec<TcpStream> = (0..5).map(|_| connect(server.addr)).collect();
+    for stream in &mut open {
+        assert_eq!(round_trip(stream, b"in\n"), b"in\n");
+    }
+    // The sixth is accepted by the host's kernel, then closed by the monitor.
+    let mut extra = connect(server.addr);
+    let _ = extra.write_all(b"over\n");
+    let mut buf = [0u8; 8];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the connection over the limit was served");
+    drop(open);
+}

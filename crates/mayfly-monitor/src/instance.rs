@@ -42,6 +42,8 @@ pub struct VmConfig {
     pub seccomp_selftest: bool,
     /// Most bytes of console output the guest may write (stopped past it), if limited.
     pub console_limit: Option<u64>,
+    /// Most bytes of console output per second shown (the excess is dropped), if limited.
+    pub console_rate: Option<u64>,
 }
 
 /// Why a guest could not be booted.
@@ -96,6 +98,11 @@ pub struct Instance {
     pub(crate) sandboxed: bool,
     pub(crate) console_limit: Option<u64>,
     pub(crate) console_left: u64,
+    pub(crate) console_rate: Option<u64>,
+    pub(crate) console_tokens: f64,
+    pub(crate) console_refilled: std::time::Instant,
+    pub(crate) console_dropped: u64,
+    pub(crate) console_noted: Option<std::time::Instant>,
 }
 
 impl Instance {
@@ -126,7 +133,11 @@ impl Instance {
         sys::fill_random(&mut entropy).map_err(BootError::Entropy)?;
         let (nic, net_info) = match plan.net_rings {
             Some(base) => {
-                let default = NetConfig::User { publish: Vec::new(), allow_host_ports: Vec::new() };
+                let default = NetConfig::User {
+                    publish: Vec::new(),
+                    allow_host_ports: Vec::new(),
+                    max_connections: crate::net::usernet::MAX_CONNECTIONS,
+                };
                 let mut nic = Nic::open(config.net.as_ref().unwrap_or(&default), &entropy)?;
                 let info = nic.attach(&ram, base)?;
                 (Some(nic), info)
@@ -161,6 +172,11 @@ impl Instance {
             sandboxed: false,
             console_limit: config.console_limit,
             console_left: config.console_limit.unwrap_or(u64::MAX),
+            console_rate: config.console_rate,
+            console_tokens: config.console_rate.unwrap_or(0) as f64,
+            console_refilled: std::time::Instant::now(),
+            console_dropped: 0,
+            console_noted: None,
         })
     }
 

@@ -131,6 +131,14 @@ impl Instance {
             // Disarm: later runs in this process must not be interrupted by this timer.
             let _ = sys::arm_timeout(Duration::ZERO);
         }
+        if self.console_dropped > 0 {
+            let note = format!(
+                "\n[mayfly: {} bytes of console output dropped: over {} bytes/s]\n",
+                self.console_dropped,
+                self.console_rate.unwrap_or(0)
+            );
+            let _ = console.write_all(note.as_bytes());
+        }
         let _ = console.flush();
         timings.stopped_ns = sys::monotonic_ns();
         Ok(RunReport { outcome, timings })
@@ -188,8 +196,32 @@ impl Instance {
         let len = (len as usize).min(mayfly_abi::console::CONSOLE_CAPACITY);
         let data_addr = layout::CONSOLE_ADDR + mayfly_abi::console::CONSOLE_DATA_OFFSET;
         let allowed = usize::try_from(self.console_left).unwrap_or(usize::MAX).min(len);
-        if let Ok(bytes) = self.ram.read_bytes(data_addr, allowed) {
+        // Rate: a bucket of `rate` bytes (one second's worth), refilled continuously; what does
+        // not fit is dropped, and said so at most once a second.
+        let mut shown = allowed;
+        if let Some(rate) = self.console_rate {
+            let now = Instant::now();
+            let refill = now.duration_since(self.console_refilled).as_secs_f64() * rate as f64;
+            self.console_tokens = (self.console_tokens + refill).min(rate as f64);
+            self.console_refilled = now;
+            shown = allowed.min(self.console_tokens as usize);
+            self.console_tokens -= shown as f64;
+            self.console_dropped += (allowed - shown) as u64;
+        }
+        if let Ok(bytes) = self.ram.read_bytes(data_addr, shown) {
             let _ = console.write_all(&bytes);
+        }
+        if self.console_dropped > 0
+            && self.console_noted.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            let note = format!(
+                "\n[mayfly: {} bytes of console output dropped: over {} bytes/s]\n",
+                self.console_dropped,
+                self.console_rate.unwrap_or(0)
+            );
+            let _ = console.write_all(note.as_bytes());
+            self.console_dropped = 0;
+            self.console_noted = Some(Instant::now());
         }
         self.console_left = self.console_left.saturating_sub(len as u64);
         let _ = self.ram.write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());

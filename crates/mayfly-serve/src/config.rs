@@ -109,6 +109,12 @@ pub struct ServiceSpec {
     /// Console output an instance may write, KiB (0: no limit).
     #[serde(default)]
     pub console_limit_kib: u64,
+    /// Console output shown per second per instance, bytes (0: no limit; the excess is dropped).
+    #[serde(default)]
+    pub console_rate: u64,
+    /// Connections carried to an instance at once (0: the monitor's default, 1024).
+    #[serde(default)]
+    pub max_connections: u64,
 }
 
 fn default_mem() -> u64 {
@@ -173,6 +179,8 @@ impl ServiceSpec {
             tap: None,
             cpu_limit_s: 0,
             console_limit_kib: 0,
+            console_rate: 0,
+            max_connections: 0,
         }
     }
 

@@ -39,6 +39,10 @@ pub struct Launch {
     pub cpu_limit_s: u64,
     /// Console limit, KiB (0: none).
     pub console_limit_kib: u64,
+    /// Console rate, bytes per second (0: none).
+    pub console_rate: u64,
+    /// Connections carried at once (0: the monitor's default).
+    pub max_connections: u64,
 }
 
 /// Why an instance could not be prepared.
@@ -114,6 +118,12 @@ impl Shell {
         }
         if launch.console_limit_kib > 0 {
             cmd.arg("--console-limit").arg((launch.console_limit_kib * 1024).to_string());
+        }
+        if launch.console_rate > 0 {
+            cmd.arg("--console-rate").arg(launch.console_rate.to_string());
+        }
+        if launch.max_connections > 0 && launch.tap.is_none() {
+            cmd.arg("--max-connections").arg(launch.max_connections.to_string());
         }
         cmd.arg("--mem").arg(launch.mem_mib.to_string()).arg("--standby");
         for (k, v) in &launch.env {

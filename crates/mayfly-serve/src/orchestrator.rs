@@ -159,6 +159,8 @@ impl Orchestrator {
             tap: spec.tap.clone(),
             cpu_limit_s: spec.cpu_limit_s,
             console_limit_kib: spec.console_limit_kib,
+            console_rate: spec.console_rate,
+            max_connections: spec.max_connections,
         };
         let mut services = self.lock();
         let logs = services.get(&spec.name).map(|s| s.logs.clone()).unwrap_or_default();

@@ -32,6 +32,10 @@ pub struct Args {
     /// Let the guest connect to this host loopback port, as 10.0.2.2:PORT (repeatable).
     #[arg(long, value_name = "PORT")]
     allow_host_port: Vec<u16>,
+    /// Most connections carried to the guest at once (user-mode networking); further ones are
+    /// closed at once.
+    #[arg(long, value_name = "N", default_value_t = mayfly_monitor::net::usernet::MAX_CONNECTIONS)]
+    max_connections: usize,
     /// Connect the guest to a tap device instead (`tap` or `tap=NAME`); needs CAP_NET_ADMIN to
     /// create it. Use with --ip.
     #[arg(long, value_name = "tap[=NAME]", value_parser = parse_net)]
@@ -50,6 +54,10 @@ pub struct Args {
     /// Stop the guest once it has printed this many bytes (exit status 139).
     #[arg(long, value_name = "BYTES")]
     console_limit: Option<u64>,
+    /// Show at most this many bytes of console output per second; the excess is dropped (and
+    /// said so).
+    #[arg(long, value_name = "BYTES")]
+    console_rate: Option<u64>,
     /// Stop the guest after this many seconds of CPU time (exit status 152).
     #[arg(long, value_name = "SECONDS")]
     cpu_limit: Option<u64>,
@@ -125,6 +133,7 @@ fn net_config(args: &Args) -> Result<Option<NetConfig>> {
         None => Ok(Some(NetConfig::User {
             publish: args.publish.clone(),
             allow_host_ports: args.allow_host_port.clone(),
+            max_connections: args.max_connections,
         })),
     }
 }
@@ -173,6 +182,7 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         sandbox: !args.no_sandbox,
         seccomp_selftest: args.seccomp_selftest,
         console_limit: args.console_limit,
+        console_rate: args.console_rate.filter(|r| *r > 0),
     };
     if let Some(seconds) = args.cpu_limit {
         anyhow::ensure!(seconds > 0, "--cpu-limit must be at least 1 second");

@@ -46,6 +46,8 @@ pub enum NetConfig {
         publish: Vec<Publish>,
         /// Host loopback ports the guest may connect to (as `10.0.2.2:<port>`).
         allow_host_ports: Vec<u16>,
+        /// Most connections carried at once (further ones are closed at once).
+        max_connections: usize,
     },
     /// A tap device, with a static address for the guest.
     Tap {
@@ -89,9 +91,9 @@ impl Nic {
     /// Opens the backend. The rings are placed later ([`Nic::attach`]), once memory exists.
     pub fn open(config: &NetConfig, entropy: &[u8; 32]) -> Result<Nic, NetError> {
         match config {
-            NetConfig::User { publish, allow_host_ports } => {
-                let net =
-                    usernet::UserNet::new(publish, allow_host_ports).map_err(NetError::Listen)?;
+            NetConfig::User { publish, allow_host_ports, max_connections } => {
+                let net = usernet::UserNet::new(publish, allow_host_ports, *max_connections)
+                    .map_err(NetError::Listen)?;
                 let published = net.local_addrs();
                 let info = NetInfo {
                     mac: usernet::GUEST_MAC,

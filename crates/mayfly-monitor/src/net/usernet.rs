@@ -46,8 +46,8 @@ pub const PREFIX_LEN: u8 = 24;
 /// The guest's MAC address on the link.
 pub const GUEST_MAC: [u8; 6] = [0x02, 0x4d, 0x46, 0x00, 0x00, 0x0f];
 const HOST_MAC: [u8; 6] = [0x02, 0x4d, 0x46, 0x00, 0x00, 0x02];
-/// Connections carried at once; further host connections are closed at once.
-const MAX_CONNECTIONS: usize = 1024;
+/// Connections carried at once by default; further host connections are closed at once.
+pub const MAX_CONNECTIONS: usize = 1024;
 /// Frames queued for the guest while its RX ring is full; beyond this they are dropped (TCP
 /// retransmits).
 const MAX_QUEUED_FRAMES: usize = 4096;
@@ -165,6 +165,8 @@ pub struct UserNet {
     outbound_listeners: Vec<(SocketHandle, u16)>,
     splices: Vec<Splice>,
     next_port: u16,
+    /// Most connections carried at once.
+    max_connections: usize,
     started: Instant,
     buf: Vec<u8>,
     /// When readiness was last observed by a poll (the flags are that fresh).
@@ -188,7 +190,11 @@ fn new_socket() -> tcp::Socket<'static> {
 
 impl UserNet {
     /// Listens on every published port (failing if one is taken) and sets up the link.
-    pub fn new(publish: &[Publish], allowed_host_ports: &[u16]) -> std::io::Result<UserNet> {
+    pub fn new(
+        publish: &[Publish],
+        allowed_host_ports: &[u16],
+        max_connections: usize,
+    ) -> std::io::Result<UserNet> {
         let mut listeners = Vec::new();
         for p in publish {
             let listener = TcpListener::bind(p.host).map_err(|e| {
@@ -219,6 +225,7 @@ impl UserNet {
             outbound_listeners: Vec::new(),
             splices: Vec::new(),
             next_port: 49152,
+            max_connections,
             started,
             buf: vec![0; SOCKET_BUFFER],
             polled_at: started,
@@ -261,7 +268,9 @@ impl UserNet {
                     // Out of descriptors or the like: try again at the next pump.
                     Err(_) => break,
                 };
-                if self.splices.len() >= MAX_CONNECTIONS || stream.set_nonblocking(true).is_err() {
+                if self.splices.len() >= self.max_connections
+                    || stream.set_nonblocking(true).is_err()
+                {
                     let _ = stream.shutdown(Shutdown::Both);
                     continue;
                 }
@@ -295,7 +304,7 @@ impl UserNet {
         let Some(port) = syn_to_host_port(frame) else { return };
         if !self.allowed_host_ports.contains(&port)
             || self.outbound_listeners.iter().any(|(_, p)| *p == port)
-            || self.splices.len() >= MAX_CONNECTIONS
+            || self.splices.len() >= self.max_connections
         {
             return;
         }
@@ -614,7 +623,7 @@ mod tests {
 
     fn published() -> UserNet {
         let publish = Publish { host: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), guest_port: 80 };
-        UserNet::new(&[publish], &[]).expect("listen")
+        UserNet::new(&[publish], &[], MAX_CONNECTIONS).expect("listen")
     }
 
     /// Runs the backend as `Nic::pump` does, `after` the last poll (no refresh if under
