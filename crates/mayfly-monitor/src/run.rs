@@ -204,7 +204,10 @@ impl Instance {
             let refill = now.duration_since(self.console_refilled).as_secs_f64() * rate as f64;
             self.console_tokens = (self.console_tokens + refill).min(rate as f64);
             self.console_refilled = now;
-            shown = allowed.min(self.console_tokens as usize);
+            // `console_tokens` is in [0, rate]; float-to-int `as` saturates.
+            #[allow(clippy::cast_possible_truncation)]
+            let tokens = self.console_tokens as usize;
+            shown = allowed.min(tokens);
             self.console_tokens -= shown as f64;
             self.console_dropped += (allowed - shown) as u64;
         }
