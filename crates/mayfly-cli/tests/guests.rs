@@ -226,3 +226,49 @@ fn console_output_over_its_rate_is_dropped_and_said_so() {
         .sum();
     assert!(dropped > 55_000, "the drops are counted: {dropped}");
 }
+
+#[test]
+fn waiting_on_a_device_the_image_did_not_declare_is_reported() {
+    // The probe declares no device: nothing can ever wake a wait without a deadline.
+    let run = probe(&["wait-forever"]);
+    assert_eq!(run.status, Some(139), "{}", run.stderr);
+    run.assert_one_line_error("guest waits forever with no device to wake it (deadlock)");
+}
+
+#[test]
+fn the_monitor_holds_only_the_descriptors_it_needs_while_the_guest_runs() {
+    require_kvm();
+    // While the guest sleeps, list the monitor's descriptors: no /dev/kvm, no image file.
+    let probe_image = guest_image("tests/guests/probe");
+    let mut child = mayfly()
+        .arg("run")
+        .arg(&probe_image)
+        .args(["--timeout", "10", "--", "sleep", "1500"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut targets = Vec::new();
+    // Wait until the VM exists (an anon_inode:kvm-vm descriptor), then look.
+    while Instant::now() < deadline {
+        targets = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .map(|p| p.display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if targets.iter().any(|t: &String| t.contains("kvm-vcpu")) {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(targets.iter().any(|t| t.contains("kvm-vcpu")), "{targets:?}");
+    assert!(!targets.iter().any(|t| t == "/dev/kvm"), "/dev/kvm still open: {targets:?}");
+    assert!(!targets.iter().any(|t| t.contains("probe")), "the image still open: {targets:?}");
+    assert!(targets.len() <= 6, "{targets:?}");
+}

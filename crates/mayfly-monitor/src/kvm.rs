@@ -32,11 +32,10 @@ pub fn kvm_path() -> String {
 
 /// The VM and its vCPU. Dropping it closes both (and frees KVM's state for them).
 pub struct KvmVm {
-    // Field order is drop order: the vCPU goes before the VM, the VM before /dev/kvm.
+    // Field order is drop order: the vCPU goes before the VM.
     /// The only vCPU.
     pub vcpu: VcpuFd,
     _vm: VmFd,
-    _kvm: Kvm,
 }
 
 impl KvmVm {
@@ -65,6 +64,8 @@ impl KvmVm {
         unsafe { vm.set_user_memory_region(region) }
             .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
         let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
-        Ok(KvmVm { vcpu, _vm: vm, _kvm: kvm })
+        // /dev/kvm itself is not needed once the VM exists: close it before the guest runs.
+        drop(kvm);
+        Ok(KvmVm { vcpu, _vm: vm })
     }
 }

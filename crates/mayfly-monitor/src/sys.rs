@@ -249,3 +249,22 @@ pub fn limit_cpu(seconds: u64) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Closes every descriptor above stderr that this process inherited (a monitor keeps only what
+/// it opens itself). Call it first thing, before anything is opened.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range(2) on [3, u32::MAX] closes only descriptors; nothing in this process
+    // holds one yet at the point this is called (see the doc comment).
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if rc != 0 {
+        // Older kernels: close them one by one.
+        let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+            .unwrap_or_default();
+        for fd in fds.into_iter().filter(|fd| *fd > 2) {
+            // SAFETY: closing a descriptor number this process does not use (see above); the
+            // directory's own descriptor is already closed when the iterator is dropped.
+            unsafe { libc::close(fd) };
+        }
+    }
+}

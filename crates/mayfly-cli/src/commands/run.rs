@@ -147,6 +147,8 @@ fn parse_env(entry: &str) -> Result<(String, String), String> {
 
 pub fn execute(args: Args) -> Result<ExitCode> {
     let start_ns = mayfly_monitor::sys::monotonic_ns();
+    // A monitor holds only what it opens itself (no descriptor leaks in from its parent).
+    mayfly_monitor::sys::close_inherited_fds();
     let timeout = match args.timeout {
         None => None,
         Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),

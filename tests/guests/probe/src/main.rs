@@ -38,6 +38,11 @@ fn main() -> i32 {
             };
             r as i32
         }
+        "wait-forever" => {
+            // Waits for I/O from a device this image did not declare (it has none).
+            mayfly::wait(None);
+            0
+        }
         "spin" => loop {
             core::hint::spin_loop();
         },
