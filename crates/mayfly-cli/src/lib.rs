@@ -3,4 +3,5 @@
 
 pub mod bench;
 pub mod builder;
+pub mod http_client;
 pub mod serve_cli;

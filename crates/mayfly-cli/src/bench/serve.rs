@@ -128,27 +128,7 @@ fn start_gateway(mayfly: &Path, config_path: &Path, state: &Path) -> Result<Gate
 
 /// One HTTP/1.1 exchange on `stream`; returns the status.
 fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<u16> {
-    stream.write_all(request)?;
-    let mut head = Vec::with_capacity(256);
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            bail!("connection closed mid-response");
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body)?;
-    Ok(status)
+    Ok(crate::http_client::exchange(stream, request)?.status)
 }
 
 fn get(host: &str) -> Vec<u8> {

@@ -201,39 +201,12 @@ impl Drop for Running {
     }
 }
 
-/// An HTTP response read off a connection.
-#[derive(Debug)]
-pub struct HttpReply {
-    pub status: u16,
-    pub head: String,
-    pub body: Vec<u8>,
-}
+pub use mayfly_cli::http_client::HttpReply;
 
 /// Sends raw `request` bytes on `stream` and reads one response (head, then a Content-Length
 /// body). `None` if the connection closed before a full response.
 pub fn http_exchange(stream: &mut std::net::TcpStream, request: &[u8]) -> Option<HttpReply> {
-    use std::io::{Read, Write};
-    stream.write_all(request).ok()?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).ok()?;
-    Some(HttpReply { status, head, body })
+    mayfly_cli::http_client::exchange(stream, request).ok()
 }
 
 /// One request on a fresh connection.
