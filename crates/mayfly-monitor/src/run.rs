@@ -131,14 +131,7 @@ impl Instance {
             // Disarm: later runs in this process must not be interrupted by this timer.
             let _ = sys::arm_timeout(Duration::ZERO);
         }
-        if self.console_dropped > 0 {
-            let note = format!(
-                "\n[mayfly: {} bytes of console output dropped: over {} bytes/s]\n",
-                self.console_dropped,
-                self.console_rate.unwrap_or(0)
-            );
-            let _ = console.write_all(note.as_bytes());
-        }
+        self.note_dropped_console(console);
         let _ = console.flush();
         timings.stopped_ns = sys::monotonic_ns();
         Ok(RunReport { outcome, timings })
@@ -214,21 +207,27 @@ impl Instance {
         if let Ok(bytes) = self.ram.read_bytes(data_addr, shown) {
             let _ = console.write_all(&bytes);
         }
-        if self.console_dropped > 0
-            && self.console_noted.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
-            let note = format!(
-                "\n[mayfly: {} bytes of console output dropped: over {} bytes/s]\n",
-                self.console_dropped,
-                self.console_rate.unwrap_or(0)
-            );
-            let _ = console.write_all(note.as_bytes());
-            self.console_dropped = 0;
-            self.console_noted = Some(Instant::now());
+        if self.console_noted.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            self.note_dropped_console(console);
         }
         self.console_left = self.console_left.saturating_sub(len as u64);
         let _ = self.ram.write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
         allowed == len
+    }
+
+    /// Says how much console output the rate limit dropped since the last note, if any.
+    fn note_dropped_console(&mut self, console: &mut dyn Write) {
+        if self.console_dropped == 0 {
+            return;
+        }
+        let note = format!(
+            "\n[mayfly: {} bytes of console output dropped: over {} bytes/s]\n",
+            self.console_dropped,
+            self.console_rate.unwrap_or(0)
+        );
+        let _ = console.write_all(note.as_bytes());
+        self.console_dropped = 0;
+        self.console_noted = Some(Instant::now());
     }
 
     /// Serves a hypercall that arrived through the general-protection stub (see
