@@ -7,6 +7,7 @@
 //! 0x0000_3000  exception stack                (monitor-owned, not accessible from ring 3)
 //! 0x0000_4000  BootInfo + argument block      (read-only for the guest)
 //! 0x0000_6000  console buffer                 (read-write, not executable)
+//! 0x0000_7000  hypercall doorbell             (mapped, write-only in effect: no memory behind it)
 //! 0x0000_8000  page tables                    (monitor-owned, not accessible from ring 3)
 //! 0x0010_0000  the image (IMAGE_BASE): text r-x, rodata r--, data/bss rw-
 //! ...          heap: from the page after the image to the stack guard (rw-)
@@ -33,6 +34,9 @@ pub const BOOT_INFO_ADDR: u64 = 0x4000;
 pub const BOOT_INFO_END: u64 = 0x6000;
 /// Address of the [`crate::ConsoleBuffer`].
 pub const CONSOLE_ADDR: u64 = 0x6000;
+/// Address of the hypercall doorbell page (see [`crate::hypercall`]). The guest's page tables
+/// map it writable from ring 3, but no memory backs it: every access leaves the guest.
+pub const DOORBELL_ADDR: u64 = 0x7000;
 /// Start of the page-table area.
 pub const PAGE_TABLES_ADDR: u64 = 0x8000;
 /// Everything below this address is the monitor's; images are linked at or above it.
@@ -48,9 +52,6 @@ pub const MAX_MEM_SIZE: u64 = 4 << 30;
 
 /// The I/O port the exception stubs write the vector number to (`out imm8, al`).
 pub const FAULT_PORT: u16 = 0xf4;
-/// Set in the port of a hypercall that reached the monitor through the general-protection
-/// stub (see [`crate::hypercall`]): the monitor must then step the guest past its `out`.
-pub const TRAPPED_PORT_FLAG: u16 = 0x8000;
 /// Where the CPU saves the faulting instruction's address on an exception: the IST stack is
 /// reset for every exception, so the frame (SS, RSP, RFLAGS, CS, RIP, error code) has a fixed
 /// place.

@@ -5,10 +5,10 @@
 //! structures that cross the boundary.
 //!
 //! # How a hypercall is made
-//! The guest runs in ring 3 with IOPL 3. It fills the argument structure of the hypercall (one
-//! `#[repr(C)]` struct per hypercall, below), then executes `out dx, eax` with
-//! `dx = HYPERCALL_PORT_BASE + number` and `eax` = the guest-physical address of that structure
-//! (0 for hypercalls without arguments). The monitor copies the structure out of guest memory,
+//! The guest runs in ring 3. It fills the argument structure of the hypercall (one
+//! `#[repr(C)]` struct per hypercall, below), then stores the guest-physical address of that
+//! structure (0 for hypercalls without arguments) as a 32-bit value at the hypercall's doorbell,
+//! `layout::DOORBELL_ADDR + 4 * number` ([`Hypercall::doorbell`]). The monitor copies the structure out of guest memory,
 //! validates the copy, acts, and writes the `OUT` fields back. Guest memory is identity-mapped
 //! (virtual address = physical address), and all of it lies below 4 GiB, so 32 bits suffice.
 //!
@@ -42,7 +42,7 @@ pub use manifest::Manifest;
 pub use status::Status;
 
 /// Version of this interface. See the crate documentation for when it changes.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// A guest-physical address (equal to the guest-virtual address: memory is identity-mapped).
 ///

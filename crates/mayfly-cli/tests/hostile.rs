@@ -59,9 +59,12 @@ fn an_absurd_message_pointer_and_length_are_refused() {
 
 #[test]
 fn unknown_hypercalls_wrong_widths_and_unknown_ports_stop_the_guest() {
-    expect("unknown-hypercall", 139, "unknown hypercall on port 0x54d");
-    expect("wrong-width", 139, "made with a 1-byte `out`; use 32 bits");
+    expect("unknown-hypercall", 139, "guest wrote to 0x7134, which is no hypercall");
+    expect("misaligned-hypercall", 139, "guest wrote to 0x7006, which is no hypercall");
+    expect("wrong-width", 139, "hypercall Exit made with a 1-byte store; use 32 bits");
+    expect("read-doorbell", 139, "guest read the hypercall doorbell at 0x7000; it is write-only");
     expect("unknown-port", 139, "general protection fault");
+    expect("old-hypercall-port", 139, "general protection fault");
     expect("fake-fault-report", 139, "guest");
 }
 

@@ -1,7 +1,8 @@
 //! The CPU state a guest starts in: descriptor tables, exception stubs, and registers.
 //!
 //! The guest runs in 64-bit mode at ring 3 (on PVM, ring 0 is emulated and slow; ring 3 is
-//! native), with IOPL 3 so that `out` to the hypercall ports works. Exceptions vector through an
+//! native), with IOPL 0 and no I/O permission bitmap: it may use no I/O port (hypercalls are
+//! stores to the doorbell page, see `mayfly_abi::hypercall`). Exceptions vector through an
 //! IDT to monitor-owned stubs, on a monitor-owned stack (IST 1), that report the vector on
 //! [`layout::FAULT_PORT`]; the monitor then reads the exception frame and stops the guest.
 
@@ -22,12 +23,11 @@ const USER_CODE: u16 = 0x20 | 3;
 const TSS: u16 = 0x28;
 /// Number of exception vectors with a stub.
 pub const EXCEPTION_VECTORS: u64 = 32;
-/// Size of the TSS proper; the I/O permission bitmap follows it.
+/// Size of the TSS.
 const TSS_SIZE: u64 = 0x68;
-/// Ports covered by the I/O permission bitmap (the hypercall ports are below this).
-const IO_BITMAP_PORTS: u64 = 0x600;
-/// TSS limit: the TSS, the bitmap, and the bitmap's terminating all-ones byte.
-const TSS_LIMIT: u64 = TSS_SIZE + IO_BITMAP_PORTS / 8;
+/// TSS limit: the TSS alone. Its I/O map base points past the limit, so there is no I/O
+/// permission bitmap and every port is denied to ring 3.
+const TSS_LIMIT: u64 = TSS_SIZE - 1;
 
 const CR0_PE: u64 = 1;
 const CR0_MP: u64 = 1 << 1;
@@ -42,7 +42,6 @@ const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 const EFER_NXE: u64 = 1 << 11;
 const RFLAGS_RESERVED: u64 = 1 << 1;
-const RFLAGS_IOPL3: u64 = 3 << 12;
 
 /// The GDT, TSS and IDT, laid out as one page image starting at [`layout::GDT_ADDR`].
 pub fn descriptor_page() -> [u8; 4096] {
@@ -60,24 +59,12 @@ pub fn descriptor_page() -> [u8; 4096] {
     ];
     put_u64s(&mut page, 0, &gdt);
 
-    // TSS: RSP0 and IST1 both point at the exception stack. The I/O permission bitmap allows
-    // ring 3 to use the hypercall ports and nothing else (the hypervisor may not honour IOPL 3
-    // in RFLAGS: PVM clears it).
+    // TSS: RSP0 and IST1 both point at the exception stack; the I/O map base lies past the
+    // limit (no bitmap: ring 3 may use no port).
     let tss = (layout::TSS_ADDR - layout::GDT_ADDR) as usize;
     put(&mut page, tss + 4, &layout::FAULT_STACK_TOP.to_le_bytes());
     put(&mut page, tss + 0x24, &layout::FAULT_STACK_TOP.to_le_bytes());
     put(&mut page, tss + 0x66, &(TSS_SIZE as u16).to_le_bytes());
-    let bitmap = tss + TSS_SIZE as usize;
-    if let Some(bits) = page.get_mut(bitmap..=bitmap + (IO_BITMAP_PORTS / 8) as usize) {
-        bits.fill(0xff);
-    }
-    for port in mayfly_abi::hypercall::HYPERCALL_PORT_BASE
-        ..mayfly_abi::hypercall::HYPERCALL_PORT_BASE + mayfly_abi::hypercall::HYPERCALL_COUNT
-    {
-        if let Some(byte) = page.get_mut(bitmap + usize::from(port / 8)) {
-            *byte &= !(1 << (port % 8));
-        }
-    }
 
     let idt = (layout::IDT_ADDR - layout::GDT_ADDR) as usize;
     for vector in 0..EXCEPTION_VECTORS {
@@ -93,35 +80,15 @@ pub fn descriptor_page() -> [u8; 4096] {
     page
 }
 
-/// Vector of the general-protection fault, whose stub also carries trapped hypercalls.
-pub const GP_VECTOR: u8 = 13;
-
-/// The general-protection stub: re-issue the guest's `out dx, eax` from ring 0 on the flagged
-/// port (the monitor either serves it as a hypercall and steps the saved RIP past the guest's
-/// `out`, or reports the fault and never resumes), then return to ring 3.
-const GP_STUB: [u8; 17] = [
-    0x66, 0x81, 0xf2, 0x00, 0x80, // xor dx, TRAPPED_PORT_FLAG
-    0xef, //                         out dx, eax
-    0x66, 0x81, 0xf2, 0x00, 0x80, // xor dx, TRAPPED_PORT_FLAG (restore the guest's dx)
-    0x48, 0x83, 0xc4, 0x08, //       add rsp, 8 (drop the error code)
-    0x48, 0xcf, //                   iretq
-];
-
 /// The exception stubs: for vector `v`, `mov al, v; out FAULT_PORT, al; jmp $` (the monitor
-/// stops the guest), except the general-protection stub ([`GP_STUB`]).
+/// reads the exception frame and stops the guest; it never resumes it).
 pub fn fault_stubs() -> [u8; 4096] {
-    const _: () = assert!(layout::TRAPPED_PORT_FLAG == 0x8000);
-    const _: () = assert!(GP_STUB.len() as u64 <= layout::FAULT_STUB_SIZE);
     let mut page = [0xccu8; 4096];
     for vector in 0..EXCEPTION_VECTORS {
         let at = (vector * layout::FAULT_STUB_SIZE) as usize;
-        if vector == u64::from(GP_VECTOR) {
-            put(&mut page, at, &GP_STUB);
-        } else {
-            // `vector < 32` and `FAULT_PORT < 256`: both fit a byte.
-            let stub = [0xb0, vector as u8, 0xe6, layout::FAULT_PORT as u8, 0xeb, 0xfe];
-            put(&mut page, at, &stub);
-        }
+        // `vector < 32` and `FAULT_PORT < 256`: both fit a byte.
+        let stub = [0xb0, vector as u8, 0xe6, layout::FAULT_PORT as u8, 0xeb, 0xfe];
+        put(&mut page, at, &stub);
     }
     page
 }
@@ -188,14 +155,14 @@ pub fn configure_sregs(sregs: &mut kvm_sregs, cr3: u64) {
 }
 
 /// The general registers at entry: `rip` = entry, `rsp` just below the stack top, `rdi` = the
-/// boot info, IOPL 3, interrupts off.
+/// boot info, IOPL 0, interrupts off.
 pub fn entry_regs(entry: u64, stack_top: u64) -> kvm_regs {
     kvm_regs {
         rip: entry,
         // As if `_start` had been called: rsp + 8 is 16-byte aligned.
         rsp: stack_top - 8,
         rdi: layout::BOOT_INFO_ADDR,
-        rflags: RFLAGS_RESERVED | RFLAGS_IOPL3,
+        rflags: RFLAGS_RESERVED,
         ..Default::default()
     }
 }

@@ -8,7 +8,8 @@
 use crate::guest_memory::GuestRam;
 use crate::net::Nic;
 use crate::outcome::Outcome;
-use mayfly_abi::hypercall::{EXIT_MESSAGE_MAX, HYPERCALL_PORT_BASE, WAIT_FOREVER, WAIT_TIMER_ONLY};
+use mayfly_abi::hypercall::{EXIT_MESSAGE_MAX, HYPERCALL_COUNT, WAIT_FOREVER, WAIT_TIMER_ONLY};
+use mayfly_abi::layout::DOORBELL_ADDR;
 use mayfly_abi::manifest::Device;
 use mayfly_abi::{ExitArgs, ExitReason, Hypercall, Status, WaitArgs};
 use std::time::{Duration, Instant};
@@ -26,23 +27,25 @@ fn misbehaved(what: String) -> Step {
     Step::Stop(Outcome::Misbehaved(what))
 }
 
-/// Serves the hypercall made with `out` of `size` bytes of `data` to `port`.
+/// Serves the hypercall rung by a store of `size` bytes of `data` (its first four, if longer)
+/// at guest address `addr`.
 pub fn dispatch(
     ram: &GuestRam,
-    port: u16,
+    addr: u64,
     data: u32,
     size: usize,
     deadline: Option<(Instant, Duration)>,
     nic: Option<&mut Nic>,
 ) -> Step {
-    let Some(call) = Hypercall::from_port(port) else {
+    let Some(call) = Hypercall::from_doorbell(addr) else {
         return misbehaved(format!(
-            "unknown hypercall on port {port:#x} (hypercalls are ports {HYPERCALL_PORT_BASE:#x}..)"
+            "guest wrote to {addr:#x}, which is no hypercall (hypercall n is a 32-bit store at \
+             {DOORBELL_ADDR:#x} + 4 * n, n < {HYPERCALL_COUNT})"
         ));
     };
     if size != 4 {
         return misbehaved(format!(
-            "hypercall {call:?} made with a {size}-byte `out`; use 32 bits"
+            "hypercall {call:?} made with a {size}-byte store; use 32 bits"
         ));
     }
     let args = u64::from(data);

@@ -1,8 +1,9 @@
-//! The KVM objects of one guest: the VM with its memory slot, and its single vCPU.
+//! The KVM objects of one guest: the VM with its memory slots, and its single vCPU.
 
 use crate::guest_memory::GuestRam;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use mayfly_abi::layout;
 
 /// A KVM operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,19 +51,26 @@ impl KvmVm {
             _ => KvmError::Ioctl { what: "opening the KVM device", cause: e },
         })?;
         let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: ram.size(),
-            userspace_addr: ram.host_base().unwrap_or(0),
-        };
-        // SAFETY: the region describes exactly the anonymous mapping owned by `ram`
-        // (`host_base` .. + `size`), which stays mapped for as long as this VM exists: the
-        // caller keeps `ram` alive beside the returned `KvmVm` (see `Instance`), and the VM is
-        // dropped first.
-        unsafe { vm.set_user_memory_region(region) }
-            .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
+        // Two slots around the hypercall doorbell page, which must stay without memory so that
+        // every guest access to it exits (see `mayfly_abi::hypercall`).
+        let base = ram.host_base().unwrap_or(0);
+        let bell_end = layout::DOORBELL_ADDR + layout::PAGE_SIZE;
+        let slots = [(0, layout::DOORBELL_ADDR), (bell_end, ram.size().saturating_sub(bell_end))];
+        for (slot, (guest_phys_addr, memory_size)) in (0u32..).zip(slots) {
+            let region = kvm_userspace_memory_region {
+                slot,
+                flags: 0,
+                guest_phys_addr,
+                memory_size,
+                userspace_addr: base + guest_phys_addr,
+            };
+            // SAFETY: the region lies inside the anonymous mapping owned by `ram` (`host_base`
+            // .. + `size`; `size` is at least `MIN_MEM_SIZE`, far above the doorbell), which
+            // stays mapped for as long as this VM exists: the caller keeps `ram` alive beside
+            // the returned `KvmVm` (see `Instance`), and the VM is dropped first.
+            unsafe { vm.set_user_memory_region(region) }
+                .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
+        }
         let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
         // /dev/kvm itself is not needed once the VM exists: close it before the guest runs.
         drop(kvm);

@@ -129,6 +129,13 @@ impl MemoryPlan {
                 end: layout::CONSOLE_ADDR + layout::PAGE_SIZE,
                 access: Access::USER_RW,
             },
+            // The hypercall doorbell: mapped so that a ring-3 store reaches the hypervisor
+            // (no memory slot backs it, see `kvm.rs`).
+            Region {
+                start: layout::DOORBELL_ADDR,
+                end: layout::DOORBELL_ADDR + layout::PAGE_SIZE,
+                access: Access::USER_RW,
+            },
         ];
         regions.extend(segment_regions(image));
         // The heap and the NIC's rings are contiguous and have the same rights.

@@ -9,7 +9,6 @@ use crate::instance::{BootError, Instance};
 use crate::outcome::{Fault, Outcome};
 use crate::{cpu, sys};
 use kvm_ioctls::VcpuExit;
-use mayfly_abi::hypercall::HYPERCALL_PORT_BASE;
 use mayfly_abi::layout;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -34,11 +33,21 @@ pub struct RunReport {
     pub timings: Timings,
 }
 
+/// The first (up to) four bytes of an exit's data, little-endian, zero-extended.
+fn word(data: &[u8]) -> u32 {
+    let mut bytes = [0u8; 4];
+    for (dst, src) in bytes.iter_mut().zip(data) {
+        *dst = *src;
+    }
+    u32::from_le_bytes(bytes)
+}
+
 /// A decoded VM exit, copied out of the vCPU's shared run structure.
 enum Exit {
-    Out { port: u16, data: u32, size: usize },
+    Out { port: u16, data: u32 },
     In { port: u16 },
-    Mmio { addr: u64 },
+    MmioWrite { addr: u64, data: u32, size: usize },
+    MmioRead { addr: u64 },
     Shutdown,
     InternalError,
     Interrupted,
@@ -64,28 +73,16 @@ impl Instance {
                 ));
             }
             let step = match exit {
-                Exit::Out { port, data, .. } if port == layout::FAULT_PORT => {
+                Exit::Out { port, data } if port == layout::FAULT_PORT => {
                     Step::Stop(self.fault((data & 0xff) as u8))
                 }
-                Exit::Out { port, data, size } => {
+                Exit::Out { port, .. } => Step::Stop(Outcome::Misbehaved(format!(
+                    "guest wrote to I/O port {port:#x}; Mayfly provides no I/O ports (hypercalls \
+                     are stores to the doorbell page)"
+                ))),
+                Exit::MmioWrite { addr, data, size } => {
                     timings.first_hypercall_ns.get_or_insert_with(sys::monotonic_ns);
-                    if port & layout::TRAPPED_PORT_FLAG != 0 {
-                        self.trapped_hypercall(
-                            port & !layout::TRAPPED_PORT_FLAG,
-                            data,
-                            size,
-                            deadline,
-                        )
-                    } else {
-                        hypercalls::dispatch(
-                            &self.ram,
-                            port,
-                            data,
-                            size,
-                            deadline,
-                            self.nic.as_mut(),
-                        )
-                    }
+                    hypercalls::dispatch(&self.ram, addr, data, size, deadline, self.nic.as_mut())
                 }
                 Exit::Interrupted => match deadline {
                     Some((at, after)) if Instant::now() >= at => {
@@ -111,9 +108,13 @@ impl Instance {
                 Exit::In { port } => Step::Stop(Outcome::Misbehaved(format!(
                     "guest read from I/O port {port:#x}, which Mayfly does not provide"
                 ))),
-                Exit::Mmio { addr } => Step::Stop(Outcome::Misbehaved(format!(
-                    "guest accessed address {addr:#x}, outside its memory"
-                ))),
+                Exit::MmioRead { addr } => Step::Stop(Outcome::Misbehaved(
+                    if addr.wrapping_sub(layout::DOORBELL_ADDR) < layout::PAGE_SIZE {
+                        format!("guest read the hypercall doorbell at {addr:#x}; it is write-only")
+                    } else {
+                        format!("guest accessed address {addr:#x}, outside its memory")
+                    },
+                )),
                 Exit::Other(what) => Step::Stop(Outcome::Misbehaved(what)),
             };
             match step {
@@ -154,16 +155,12 @@ impl Instance {
     /// One `KVM_RUN`, its exit copied out so that the vCPU can be used again.
     fn enter(&mut self) -> Exit {
         match self.vm.vcpu.run() {
-            Ok(VcpuExit::IoOut(port, data)) => {
-                let mut word = [0u8; 4];
-                let size = data.len().min(4);
-                if let (Some(dst), Some(src)) = (word.get_mut(..size), data.get(..size)) {
-                    dst.copy_from_slice(src);
-                }
-                Exit::Out { port, data: u32::from_le_bytes(word), size: data.len() }
-            }
+            Ok(VcpuExit::IoOut(port, data)) => Exit::Out { port, data: word(data) },
             Ok(VcpuExit::IoIn(port, _)) => Exit::In { port },
-            Ok(VcpuExit::MmioRead(addr, _) | VcpuExit::MmioWrite(addr, _)) => Exit::Mmio { addr },
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                Exit::MmioWrite { addr, data: word(data), size: data.len() }
+            }
+            Ok(VcpuExit::MmioRead(addr, _)) => Exit::MmioRead { addr },
             Ok(VcpuExit::Shutdown) => Exit::Shutdown,
             Ok(VcpuExit::InternalError) => Exit::InternalError,
             Ok(VcpuExit::Hlt) => Exit::Other("guest halted the CPU".into()),
@@ -228,34 +225,6 @@ impl Instance {
         let _ = console.write_all(note.as_bytes());
         self.console_dropped = 0;
         self.console_noted = Some(Instant::now());
-    }
-
-    /// Serves a hypercall that arrived through the general-protection stub (see
-    /// `mayfly_abi::hypercall`): if the faulting instruction is the guest's `out dx, eax` on a
-    /// hypercall port, serve it and step the saved RIP past it; otherwise it is a real fault.
-    fn trapped_hypercall(
-        &mut self,
-        port: u16,
-        data: u32,
-        size: usize,
-        deadline: Option<(Instant, Duration)>,
-    ) -> Step {
-        const OUT_DX_EAX: u8 = 0xef;
-        let Ok(rip) = self.ram.read_u64(layout::FAULT_FRAME_RIP) else {
-            return Step::Stop(self.fault(cpu::GP_VECTOR));
-        };
-        let is_out = self.ram.check_guest_range(rip, 1).is_ok()
-            && self.ram.read_bytes(rip, 1).ok().as_deref() == Some(&[OUT_DX_EAX][..]);
-        // An `out dx, eax` in the hypercall port range is a hypercall (unknown numbers are
-        // refused by `dispatch` with their own diagnosis); anything else is a real #GP.
-        let in_range = port.wrapping_sub(HYPERCALL_PORT_BASE) < 0x100;
-        if !is_out || !in_range {
-            return Step::Stop(self.fault(cpu::GP_VECTOR));
-        }
-        if self.ram.write_bytes(layout::FAULT_FRAME_RIP, &(rip + 1).to_le_bytes()).is_err() {
-            return Step::Stop(self.fault(cpu::GP_VECTOR));
-        }
-        hypercalls::dispatch(&self.ram, port, data, size, deadline, self.nic.as_mut())
     }
 
     /// Decodes the exception the stubs reported: the frame from the exception stack (whose

@@ -2,7 +2,7 @@
 //! dispatch, the NIC's rings and the ELF validator never panic and never act outside guest
 //! memory. (`cargo test` runs them on the stable toolchain; they need no KVM.)
 
-use mayfly_abi::hypercall::HYPERCALL_PORT_BASE;
+use mayfly_abi::layout::DOORBELL_ADDR;
 use mayfly_abi::net::{FRAME_MAX, RING_BYTES, RING_SLOTS};
 use mayfly_monitor::guest_memory::GuestRam;
 use mayfly_monitor::hypercalls::{self, Step};
@@ -16,11 +16,11 @@ const RINGS_AT: u64 = 0x40_0000;
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
-    /// Any port, any 32-bit argument, any `out` width, any bytes at the argument's address:
+    /// Any doorbell offset, any 32-bit argument, any store width, any bytes at the argument's address:
     /// dispatch answers with a step and no panic.
     #[test]
     fn hypercall_dispatch_survives_anything(
-        port_offset in 0u16..8,
+        offset in 0u64..40,
         data in any::<u32>(),
         size in 0usize..=8,
         contents in proptest::collection::vec(any::<u8>(), 0..64),
@@ -32,7 +32,7 @@ proptest! {
         let data = if data % 2 == 0 { u32::try_from(at).unwrap_or(data) } else { data };
         // A short timeout so that Wait returns quickly: pass a deadline now.
         let deadline = Some((std::time::Instant::now(), std::time::Duration::ZERO));
-        let step = hypercalls::dispatch(&ram, HYPERCALL_PORT_BASE + port_offset, data, size, deadline, None);
+        let step = hypercalls::dispatch(&ram, DOORBELL_ADDR + offset, data, size, deadline, None);
         prop_assert!(matches!(step, Step::Continue | Step::Stop(_)));
     }
 

@@ -105,9 +105,18 @@ pub fn read_tsc() -> u64 {
 /// # Safety
 /// `args` is 0 or the address of the argument structure of `call`, valid for reads and writes.
 unsafe fn hypercall(call: Hypercall, args: usize) {
-    // SAFETY: the caller guarantees `args`; `out` to the hypercall port exits to the monitor,
-    // which reads and writes only that structure (no `nomem`: the compiler must assume it does).
-    unsafe { asm!("out dx, eax", in("dx") call.port(), in("eax") args as u32, options(nostack)) };
+    // SAFETY: the caller guarantees `args`. The doorbell is mapped but backed by no memory: the
+    // store exits to the monitor, which reads and writes only that structure (no `nomem`: the
+    // compiler must assume the asm reads and writes memory). One plain `mov` so that the
+    // hypervisor's instruction decoder sees the simplest form.
+    unsafe {
+        asm!(
+            "mov dword ptr [{bell}], {args:e}",
+            bell = in(reg) call.doorbell(),
+            args = in(reg) args as u32,
+            options(nostack),
+        )
+    };
 }
 
 /// Stops the guest for good.

@@ -158,8 +158,10 @@ fn page_tables_are_not_mapped() {
     for page in t.tables.iter().map(|p| p.addr) {
         assert_unmapped(&t, page);
     }
-    // Nor anything else between the console and the image.
-    let mut addr = layout::CONSOLE_ADDR + PAGE;
+    // Nor anything else between the doorbell and the image.
+    let bell = mapped(&t, layout::DOORBELL_ADDR);
+    assert!(bell.user && bell.write && !bell.exec, "the doorbell is user rw-: {bell:?}");
+    let mut addr = layout::DOORBELL_ADDR + PAGE;
     while addr < layout::RESERVED_END {
         assert_unmapped(&t, addr);
         addr += PAGE;

@@ -178,6 +178,7 @@ fn normal_plan_layout() {
         Region { start: 0x3000, end: 0x4000, access: Access::SUPERVISOR_RW },
         Region { start: 0x4000, end: 0x6000, access: Access::USER_RO },
         Region { start: 0x6000, end: 0x7000, access: Access::USER_RW },
+        Region { start: 0x7000, end: 0x8000, access: Access::USER_RW },
         Region { start: 0x10_0000, end: 0x10_3000, access: USER_RX },
         Region { start: 0x10_3000, end: 0x10_4000, access: Access::USER_RO },
         Region { start: 0x10_4000, end: 0x10_7000, access: Access::USER_RW },
@@ -194,8 +195,10 @@ fn unmapped_ranges() {
     for addr in [0, 1, 0x800, PAGE - 1] {
         assert_eq!(access_at(&plan, addr), None, "{addr:#x}");
     }
-    // The gap after the console and the page tables.
-    for addr in [0x7000, layout::PAGE_TABLES_ADDR, 0x8_0000, 0xf_ffff] {
+    // The doorbell is mapped for the guest (no memory backs it: see `kvm.rs`).
+    assert_eq!(access_at(&plan, layout::DOORBELL_ADDR), Some(Access::USER_RW));
+    // The page tables and the gap after them.
+    for addr in [layout::PAGE_TABLES_ADDR, 0x8_0000, 0xf_ffff] {
         assert_eq!(access_at(&plan, addr), None, "{addr:#x}");
     }
     // The guard page, one page below the stack.

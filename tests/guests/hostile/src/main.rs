@@ -3,15 +3,20 @@
 #![no_std]
 #![no_main]
 
-use mayfly::abi::hypercall::HYPERCALL_PORT_BASE;
 use mayfly::abi::{Hypercall, layout};
 use mayfly::prelude::*;
 
 mayfly::main!(main);
 
-/// `out dx, eax` with any port and value: the raw hypercall instruction.
-fn out32(port: u16, value: u32) {
+/// A 32-bit store of any value at any address: the raw hypercall instruction.
+fn ring(addr: u64, value: u32) {
     // SAFETY: none needed for the guest's own state; this is the attack under test.
+    unsafe { core::arch::asm!("mov dword ptr [{}], {:e}", in(reg) addr, in(reg) value) };
+}
+
+/// `out dx, eax` with any port and value (ring 3 may use no port).
+fn out32(port: u16, value: u32) {
+    // SAFETY: as above.
     unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") value) };
 }
 
@@ -24,9 +29,9 @@ fn main() -> i32 {
     let mode = mayfly::env::args().nth(1).unwrap_or("");
     match mode {
         // Argument structures outside memory, wrapping, or in the monitor's reserved area.
-        "args-outside-memory" => out32(Hypercall::Exit.port(), 0xffff_fff0),
-        "args-in-reserved-area" => out32(Hypercall::Wait.port(), layout::BOOT_INFO_ADDR as u32),
-        "args-null" => out32(Hypercall::Exit.port(), 0),
+        "args-outside-memory" => ring(Hypercall::Exit.doorbell(), 0xffff_fff0),
+        "args-in-reserved-area" => ring(Hypercall::Wait.doorbell(), layout::BOOT_INFO_ADDR as u32),
+        "args-null" => ring(Hypercall::Exit.doorbell(), 0),
         // A panic message whose address wraps around and whose length is absurd.
         "absurd-message" => {
             #[repr(C)]
@@ -44,13 +49,19 @@ fn main() -> i32 {
                 message_len: u32::MAX,
                 reserved: 0,
             };
-            out32(Hypercall::Exit.port(), &args as *const Exit as u32);
+            ring(Hypercall::Exit.doorbell(), &args as *const Exit as u32);
         }
-        "unknown-hypercall" => out32(HYPERCALL_PORT_BASE + 77, 0),
+        "unknown-hypercall" => ring(layout::DOORBELL_ADDR + 77 * 4, 0),
+        "misaligned-hypercall" => ring(Hypercall::Wait.doorbell() + 2, 0),
         "wrong-width" => unsafe {
-            core::arch::asm!("out dx, al", in("dx") Hypercall::Exit.port(), in("al") 0u8)
+            core::arch::asm!("mov byte ptr [{}], 0", in(reg) Hypercall::Exit.doorbell())
         },
+        "read-doorbell" => {
+            let value = unsafe { (layout::DOORBELL_ADDR as *const u32).read_volatile() };
+            println!("read {value} from the doorbell");
+        }
         "unknown-port" => out32(0x3f8, 0x41),
+        "old-hypercall-port" => out32(0x501, 0),
         "fake-fault-report" => unsafe {
             core::arch::asm!("out dx, al", in("dx") layout::FAULT_PORT, in("al") 14u8)
         },
@@ -58,7 +69,7 @@ fn main() -> i32 {
         "console-garbage" => {
             let console = mayfly::env::memory().console as usize;
             unsafe { (console as *mut u32).write_volatile(u32::MAX) };
-            out32(Hypercall::ConsoleFlush.port(), 0);
+            ring(Hypercall::ConsoleFlush.doorbell(), 0);
             println!("still alive after a garbage console length");
             return 0;
         }
@@ -82,7 +93,7 @@ fn main() -> i32 {
         }
         // Hypercalls as fast as possible, forever (the timeout stops it).
         "hypercall-flood" => loop {
-            out32(Hypercall::ConsoleFlush.port(), 0);
+            ring(Hypercall::ConsoleFlush.doorbell(), 0);
         },
         "rewrite-page-tables" => write_to(layout::PAGE_TABLES_ADDR as usize),
         "write-gdt" => write_to(layout::GDT_ADDR as usize),
