@@ -9,7 +9,8 @@ use std::time::Duration;
 extern "C" fn on_alarm(_signal: libc::c_int) {}
 
 /// Arms a timer that interrupts the vCPU (through `SIGALRM`) once `after` has passed, then
-/// every 10 ms, so a signal that lands just before `KVM_RUN` is entered cannot be lost.
+/// every 10 ms, so a signal that lands just before `KVM_RUN` is entered cannot be lost. A zero
+/// `after` disarms it.
 pub fn arm_timeout(after: Duration) -> std::io::Result<()> {
     // SAFETY: `sigaction` is given a fully initialised struct whose handler is an
     // async-signal-safe function (it does nothing); no SA_RESTART, so KVM_RUN returns EINTR.
@@ -25,9 +26,18 @@ pub fn arm_timeout(after: Duration) -> std::io::Result<()> {
         tv_sec: libc::time_t::try_from(after.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_usec: libc::suseconds_t::from(after.subsec_micros().max(1)),
     };
-    let timer = libc::itimerval {
-        it_value: value,
-        it_interval: libc::timeval { tv_sec: 0, tv_usec: 10_000 },
+    // Zero disarms (both fields zero); otherwise the alarm repeats every 10 ms after the first,
+    // in case the first arrives between the deadline check and KVM_RUN.
+    let timer = if after.is_zero() {
+        libc::itimerval {
+            it_value: libc::timeval { tv_sec: 0, tv_usec: 0 },
+            it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },
+        }
+    } else {
+        libc::itimerval {
+            it_value: value,
+            it_interval: libc::timeval { tv_sec: 0, tv_usec: 10_000 },
+        }
     };
     // SAFETY: `timer` is a valid itimerval; the old value is not requested.
     if unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) } != 0 {
@@ -266,5 +276,29 @@ pub fn close_inherited_fds() {
             // directory's own descriptor is already closed when the iterator is dropped.
             unsafe { libc::close(fd) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn current_timer() -> libc::itimerval {
+        let zero = libc::timeval { tv_sec: 0, tv_usec: 0 };
+        let mut timer = libc::itimerval { it_value: zero, it_interval: zero };
+        // SAFETY: `timer` is a valid, writable itimerval.
+        assert_eq!(unsafe { libc::getitimer(libc::ITIMER_REAL, &mut timer) }, 0);
+        timer
+    }
+
+    #[test]
+    fn a_zero_timeout_disarms_the_alarm() {
+        arm_timeout(Duration::from_secs(30)).unwrap();
+        let armed = current_timer();
+        assert!(armed.it_value.tv_sec > 0 && armed.it_interval.tv_usec == 10_000);
+        arm_timeout(Duration::ZERO).unwrap();
+        let disarmed = current_timer();
+        assert_eq!((disarmed.it_value.tv_sec, disarmed.it_value.tv_usec), (0, 0));
+        assert_eq!((disarmed.it_interval.tv_sec, disarmed.it_interval.tv_usec), (0, 0));
     }
 }

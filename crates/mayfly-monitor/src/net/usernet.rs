@@ -11,8 +11,9 @@
 //! A host connection that arrives before the guest listens (it is still booting) is held, and
 //! its connection to the guest retried, for up to [`HOLD`]: a client may connect as soon as the
 //! monitor starts, and its request is answered as soon as the guest is ready. The same holds a
-//! burst of connections that overflows the guest's backlog for a moment. Retries are spaced by
-//! [`RETRY`].
+//! burst of connections that overflows the guest's backlog for a moment. Retries start
+//! [`FIRST_RETRY`] after a refusal and back off, doubling, to [`RETRY`] apart, so that a guest a
+//! moment away from its `listen` is not kept waiting a whole `RETRY`.
 //!
 //! System calls are the monitor's main cost, so host sockets are only touched when they are known
 //! to be ready: each listener and each carried connection has readiness flags, set from what
@@ -54,8 +55,10 @@ const MAX_QUEUED_FRAMES: usize = 4096;
 const SOCKET_BUFFER: usize = 64 * 1024;
 /// How long a host connection is held while the guest refuses it (not listening yet).
 pub const HOLD: Duration = Duration::from_secs(5);
-/// Pause between connection attempts to a guest that refused.
+/// Longest pause between connection attempts to a guest that refused.
 pub const RETRY: Duration = Duration::from_millis(10);
+/// First pause after a refusal (then doubled up to [`RETRY`]).
+pub const FIRST_RETRY: Duration = Duration::from_micros(250);
 /// Longest time the flags go without being refreshed by a poll: when the guest never lets the
 /// monitor block (it always has frames to take, or waits with a zero timeout), a zero-timeout
 /// poll is made at the next pump after this.
@@ -144,6 +147,8 @@ struct Splice {
     inbound: Option<(u16, Instant)>,
     /// When to try the guest again after a refusal.
     retry_at: Option<Instant>,
+    /// Refusals so far (for the backoff).
+    refusals: u32,
 }
 
 /// What became of a connection after moving its bytes.
@@ -294,6 +299,7 @@ impl UserNet {
                     established: false,
                     inbound: Some((guest_port, Instant::now())),
                     retry_at: None,
+                    refusals: 0,
                 });
             }
         }
@@ -342,6 +348,7 @@ impl UserNet {
                         established: true,
                         inbound: None,
                         retry_at: None,
+                        refusals: 0,
                     });
                 }
                 Err(_) => {
@@ -375,7 +382,9 @@ impl UserNet {
                             continue;
                         }
                         None => {
-                            splice.retry_at = Some(now + RETRY);
+                            let pause = FIRST_RETRY.saturating_mul(1 << splice.refusals.min(8));
+                            splice.refusals = splice.refusals.saturating_add(1);
+                            splice.retry_at = Some(now + pause.min(RETRY));
                             index += 1;
                             continue;
                         }
