@@ -6,7 +6,8 @@
 //! count and time, checking every response (status 200, `Content-Length`, the exact body).
 //! Measured, for both sides:
 //!
-//! 1. keep-alive latency: sequential `GET /` on one connection, after a warm-up, in turns;
+//! 1. keep-alive latency: sequential `GET /` on one connection, after a warm-up, in turns (the
+//!    first request of each turn, which finds the server idle, is reported apart);
 //! 2. keep-alive throughput: C connections, each requesting for a fixed time, a few rounds;
 //! 3. new connections: connect, `GET /` with `Connection: close`, read to EOF, in turns;
 //! 4. boot to first response: spawn, read the published (or bound) port, connect at once,
@@ -411,6 +412,7 @@ fn boot_to_first_response(launcher: &Launcher) -> Result<(f64, f64)> {
 #[derive(Default)]
 struct Samples {
     latency: [Vec<f64>; 2],
+    after_idle: [Vec<f64>; 2],
     throughput: [Vec<f64>; 2],
     rss: [Vec<f64>; 2],
     connect_rate: [Vec<f64>; 2],
@@ -491,8 +493,12 @@ impl HttpBench {
             while done < self.requests {
                 let count = LATENCY_TURN.min(self.requests - done);
                 for side in Side::order(turn) {
-                    let (client, out) =
-                        (&mut clients[side as usize], &mut samples.latency[side as usize]);
+                    let client = &mut clients[side as usize];
+                    // The first request of a turn finds its server idle since its last turn:
+                    // a wake-up, measured apart so that the keep-alive tail is the steady one.
+                    let idle = &mut samples.after_idle[side as usize];
+                    keep_alive_turn(client, 1, idle).map_err(blame(side))?;
+                    let out = &mut samples.latency[side as usize];
                     keep_alive_turn(client, count, out).map_err(blame(side))?;
                 }
                 (done, turn) = (done + count, turn + 1);
@@ -548,6 +554,10 @@ impl HttpBench {
         let rows = vec![
             row("keep-alive request latency (ms)".into(), &samples.latency)?,
             row(
+                "first request of a turn, after the other side's (ms)".into(),
+                &samples.after_idle,
+            )?,
+            row(
                 format!("keep-alive throughput, {} connections (req/s)", self.concurrency),
                 &samples.throughput,
             )?,
@@ -567,8 +577,8 @@ impl HttpBench {
             let r: &Row = &rows[i];
             (r.mayfly, r.baseline.unwrap_or(r.mayfly))
         };
-        let ((latency, native_latency), (rate, native_rate)) = (pair(0), pair(1));
-        let ((boot, _), (rss, _)) = (pair(5), pair(6));
+        let ((latency, native_latency), (rate, native_rate)) = (pair(0), pair(2));
+        let ((boot, _), (rss, _)) = (pair(6), pair(7));
         let targets = vec![
             (
                 format!("boot to first HTTP response p50 ≤ 5 ms ({:.3} ms)", boot.p50),
@@ -606,7 +616,9 @@ impl HttpBench {
                  native static Linux process (bench/native-http: one thread, an epoll event \
                  loop), on loopback, interleaved. Keep-alive latency: {} sequential `GET /` on \
                  one connection per side, after {WARMUP_REQUESTS} warm-up, in turns of \
-                 {LATENCY_TURN}. Throughput: {} connections requesting for {duration} s, \
+                 {LATENCY_TURN}; each turn starts with one more request, reported on its own \
+                 row, which finds the server idle since its previous turn (a few ms: a \
+                 wake-up, not steady keep-alive service). Throughput: {} connections requesting for {duration} s, \
                  {THROUGHPUT_ROUNDS} rounds per side (RSS read after each). New connections: {} \
                  sequential connect + `GET /` (`Connection: close`) + read to EOF per side, in \
                  turns of {CONNECTION_TURN} (rate per turn). Boot: {} spawns per side after \
