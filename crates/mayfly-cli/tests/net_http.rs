@@ -39,6 +39,36 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     assert_eq!(http_exchange(&mut stream, b"").unwrap().status, 404);
 }
 
+/// CPU time (user + system, which includes the guest's) of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the monitor runs");
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').expect("a stat line").1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_monitor_busy_polls_only_while_traffic_flows() {
+    let server = serve("examples/http-hello");
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // A burst of back-to-back requests: the monitor busy-polls between them.
+    for _ in 0..500 {
+        let reply = http_exchange(&mut stream, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    // Then silence, with the connection still open: the monitor must sleep, not spin. Two
+    // seconds of spinning would be ~200 ticks; sleeping costs none.
+    let before = cpu_ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(server.pid()) - before;
+    assert!(spent <= 5, "an idle monitor used {spent} ticks of CPU in 2 s");
+    // And it still answers at once.
+    let reply = http_exchange(&mut stream, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(reply.status, 200);
+}
+
 #[test]
 fn kv_stores_returns_lists_and_deletes_values() {
     let server = serve("examples/kv");

@@ -128,6 +128,11 @@ impl Running {
         running
     }
 
+    /// The monitor's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Spawns `cmd` and waits (at most 20 s) for a stderr line starting with `ready`; returns
     /// the rest of that line.
     pub fn spawn(mut cmd: Command, ready: &str) -> (Running, String) {
