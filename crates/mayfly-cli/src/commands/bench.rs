@@ -23,6 +23,29 @@ pub struct Args {
     no_record: bool,
 }
 
+/// What the HTTP benchmarks build: the same guest and native server for `serve` and `http`.
+#[derive(clap::Args)]
+struct HttpBuilds {
+    /// The http-hello guest crate.
+    #[arg(long, default_value = "examples/http-hello")]
+    hello: PathBuf,
+    /// The native baseline crate.
+    #[arg(long, default_value = "bench/native-http")]
+    native: PathBuf,
+    /// Cargo target directory for the builds.
+    #[arg(long, default_value = "target/bench")]
+    target_dir: PathBuf,
+}
+
+/// Checks a `--duration` in seconds.
+fn check_duration(duration: f64) -> Result<()> {
+    anyhow::ensure!(
+        duration.is_finite() && (0.1..=300.0).contains(&duration),
+        "--duration must be from 0.1 to 300 seconds"
+    );
+    Ok(())
+}
+
 #[derive(clap::Subcommand)]
 enum Which {
     /// Boot `hello` many times against a native static process doing the same work.
@@ -58,15 +81,8 @@ enum Which {
         /// Idle-instance counts for the density steps (comma-separated).
         #[arg(long, default_value = "0,100,1000", value_delimiter = ',')]
         density: Vec<usize>,
-        /// The http-hello guest crate.
-        #[arg(long, default_value = "examples/http-hello")]
-        hello: PathBuf,
-        /// The native baseline crate.
-        #[arg(long, default_value = "bench/native-http")]
-        native: PathBuf,
-        /// Cargo target directory for the builds.
-        #[arg(long, default_value = "target/bench")]
-        target_dir: PathBuf,
+        #[command(flatten)]
+        builds: HttpBuilds,
     },
     /// Serve HTTP from `http-hello` against the same handler as a native Linux process.
     Http {
@@ -85,15 +101,8 @@ enum Which {
         /// Boots to first response measured on each side.
         #[arg(long, default_value_t = 30)]
         boots: usize,
-        /// The http-hello guest crate.
-        #[arg(long, default_value = "examples/http-hello")]
-        hello: PathBuf,
-        /// The native baseline crate.
-        #[arg(long, default_value = "bench/native-http")]
-        native: PathBuf,
-        /// Cargo target directory for the builds.
-        #[arg(long, default_value = "target/bench")]
-        target_dir: PathBuf,
+        #[command(flatten)]
+        builds: HttpBuilds,
     },
 }
 
@@ -104,35 +113,23 @@ pub fn execute(args: Args) -> Result<ExitCode> {
             BootBench { runs, mem_mib: mem, hello_crate: hello, native_crate: native, target_dir }
                 .run()?
         }
-        Which::Serve { requests, cold, duration, density, hello, native, target_dir } => {
+        Which::Serve { requests, cold, duration, density, builds } => {
             anyhow::ensure!((4..=1_000_000).contains(&requests), "--requests must be 4 to 1000000");
             anyhow::ensure!((1..=10_000).contains(&cold), "--cold must be from 1 to 10000");
-            anyhow::ensure!(
-                duration.is_finite() && (0.1..=300.0).contains(&duration),
-                "--duration must be from 0.1 to 300 seconds"
-            );
+            check_duration(duration)?;
             anyhow::ensure!(density.iter().all(|n| *n <= 4000), "--density steps are at most 4000");
             ServeBench {
                 requests,
                 cold,
                 duration,
                 density,
-                hello_crate: hello,
-                native_crate: native,
-                target_dir,
+                hello_crate: builds.hello,
+                native_crate: builds.native,
+                target_dir: builds.target_dir,
             }
             .run()?
         }
-        Which::Http {
-            requests,
-            concurrency,
-            duration,
-            connections,
-            boots,
-            hello,
-            native,
-            target_dir,
-        } => {
+        Which::Http { requests, concurrency, duration, connections, boots, builds } => {
             anyhow::ensure!(
                 (1..=1_000_000).contains(&requests),
                 "--requests must be from 1 to 1000000"
@@ -141,10 +138,7 @@ pub fn execute(args: Args) -> Result<ExitCode> {
                 (1..=256).contains(&concurrency),
                 "--concurrency must be from 1 to 256"
             );
-            anyhow::ensure!(
-                duration.is_finite() && (0.1..=300.0).contains(&duration),
-                "--duration must be from 0.1 to 300 seconds"
-            );
+            check_duration(duration)?;
             anyhow::ensure!(
                 (1..=100_000).contains(&connections),
                 "--connections must be from 1 to 100000"
@@ -156,9 +150,9 @@ pub fn execute(args: Args) -> Result<ExitCode> {
                 duration: std::time::Duration::from_secs_f64(duration),
                 connections,
                 boots,
-                hello_crate: hello,
-                native_crate: native,
-                target_dir,
+                hello_crate: builds.hello,
+                native_crate: builds.native,
+                target_dir: builds.target_dir,
             }
             .run()?
         }
