@@ -198,17 +198,18 @@ impl Nic {
         let start = Instant::now();
         let mut result = Ok(0);
         if self.last_block_short {
-            let until = start + BUSY_POLL;
+            let until = start + BUSY_POLL.min(timeout);
             loop {
                 result = crate::sys::poll(fds, Duration::ZERO);
-                if !matches!(result, Ok(0)) || Instant::now() >= until.min(start + timeout) {
+                if !matches!(result, Ok(0)) || Instant::now() >= until {
                     break;
                 }
                 std::hint::spin_loop();
             }
         }
-        if matches!(result, Ok(0)) && start.elapsed() < timeout {
-            result = crate::sys::poll(fds, timeout.saturating_sub(start.elapsed()));
+        let waited = start.elapsed();
+        if matches!(result, Ok(0)) && waited < timeout {
+            result = crate::sys::poll(fds, timeout - waited);
         }
         self.last_block_short = start.elapsed() <= SHORT_BLOCK;
         if result.is_err() {
