@@ -264,6 +264,62 @@ pub struct GatewayConfig {
     /// Allow the admin API on a non-loopback address.
     #[serde(default)]
     pub admin_public: bool,
+    /// A client must send a whole request head within this, ms.
+    #[serde(default = "default_head_timeout")]
+    pub head_timeout_ms: u64,
+    /// A client sending a request body must send some of it at least this often, ms.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
+    /// An idle keep-alive connection (nothing received or sent) is closed after this, ms.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_timeout_ms: u64,
+    /// Client connections open at once, at most; more are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// The largest request body, bytes (the guest library's own limit is 1 MiB).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// Request bodies buffered by the gateway at once, all requests together, bytes; a request
+    /// whose body does not fit gets 503.
+    #[serde(default = "default_body_budget")]
+    pub body_budget_bytes: u64,
+    /// The largest response an instance may send, bytes; past it the client gets 502.
+    #[serde(default = "default_max_response")]
+    pub max_response_bytes: u64,
+    /// An instance must send its response head within this after the request, ms.
+    #[serde(default = "default_upstream_head_timeout")]
+    pub upstream_head_timeout_ms: u64,
+    /// An instance sending a response body must send some of it at least this often, ms.
+    #[serde(default = "default_upstream_body_timeout")]
+    pub upstream_body_timeout_ms: u64,
+}
+
+fn default_head_timeout() -> u64 {
+    10_000
+}
+fn default_body_timeout() -> u64 {
+    10_000
+}
+fn default_keep_alive() -> u64 {
+    60_000
+}
+fn default_max_connections() -> u32 {
+    4096
+}
+fn default_max_body() -> u64 {
+    1 << 20
+}
+fn default_body_budget() -> u64 {
+    256 << 20
+}
+fn default_max_response() -> u64 {
+    64 << 20
+}
+fn default_upstream_head_timeout() -> u64 {
+    60_000
+}
+fn default_upstream_body_timeout() -> u64 {
+    10_000
 }
 
 fn default_listen() -> SocketAddr {
@@ -280,6 +336,15 @@ impl Default for GatewayConfig {
             admin_listen: default_admin(),
             admin_token: None,
             admin_public: false,
+            head_timeout_ms: default_head_timeout(),
+            body_timeout_ms: default_body_timeout(),
+            keep_alive_timeout_ms: default_keep_alive(),
+            max_connections: default_max_connections(),
+            max_body_bytes: default_max_body(),
+            body_budget_bytes: default_body_budget(),
+            max_response_bytes: default_max_response(),
+            upstream_head_timeout_ms: default_upstream_head_timeout(),
+            upstream_body_timeout_ms: default_upstream_body_timeout(),
         }
     }
 }
@@ -307,6 +372,8 @@ pub enum ConfigError {
     Spec { path: PathBuf, cause: SpecError },
     #[error("{path}: two services are named {name:?}")]
     Duplicate { path: PathBuf, name: String },
+    #[error("{path}: [gateway] `{field}` {reason}")]
+    Gateway { path: PathBuf, field: &'static str, reason: &'static str },
     #[error(
         "{path}: the admin API would listen on {addr}, which is not a loopback address; set \
          `admin_public = true` in [gateway] if you mean it"
@@ -340,6 +407,32 @@ impl Config {
             if self.services.iter().skip(i + 1).any(|other| other.name == spec.name) {
                 return Err(ConfigError::Duplicate { path: path.into(), name: spec.name.clone() });
             }
+        }
+        let g = &self.gateway;
+        let fail = |field, reason| Err(ConfigError::Gateway { path: path.into(), field, reason });
+        let timeouts = [
+            ("head_timeout_ms", g.head_timeout_ms),
+            ("body_timeout_ms", g.body_timeout_ms),
+            ("keep_alive_timeout_ms", g.keep_alive_timeout_ms),
+            ("upstream_head_timeout_ms", g.upstream_head_timeout_ms),
+            ("upstream_body_timeout_ms", g.upstream_body_timeout_ms),
+        ];
+        for (field, ms) in timeouts {
+            if ms == 0 {
+                return fail(field, "must be at least 1 (ms)");
+            }
+        }
+        if g.max_connections == 0 {
+            return fail("max_connections", "must be at least 1");
+        }
+        if g.max_body_bytes > u64::from(u32::MAX) || g.body_budget_bytes > u64::from(u32::MAX) {
+            return fail("max_body_bytes", "and `body_budget_bytes` must be below 4 GiB");
+        }
+        if g.max_body_bytes > g.body_budget_bytes {
+            return fail("max_body_bytes", "must not exceed `body_budget_bytes`");
+        }
+        if g.max_response_bytes == 0 {
+            return fail("max_response_bytes", "must be at least 1");
         }
         if !self.gateway.admin_listen.ip().is_loopback() && !self.gateway.admin_public {
             return Err(ConfigError::PublicAdmin {

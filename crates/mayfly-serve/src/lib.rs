@@ -5,10 +5,12 @@
 //! - [`config`]: the TOML/JSON service specifications and gateway settings.
 //! - [`orchestrator`]: the services and the control-plane actions; [`service`]: one service's
 //!   scaling decisions; [`instance`]: one monitor process (a prepared shell, then a guest).
-//! - [`gateway`]: the request path; [`admin`]: the admin API; [`metrics`], [`logs`].
+//! - [`gateway`]: the request path (client side; `forward`: instance side); [`admin`]: the
+//!   admin API; [`metrics`], [`logs`].
 
 pub mod admin;
 pub mod config;
+mod forward;
 pub mod gateway;
 pub mod instance;
 pub mod logs;
@@ -89,6 +91,7 @@ pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     let token_path = write_token(&token)?;
     let fds = sys::raise_fd_limit();
     tracing::debug!(fds, "descriptor limit");
+    let limits = gateway::Limits::new(&config.gateway);
     let orch = Orchestrator::start(mayfly);
     for spec in config.services {
         orch.deploy(spec).await?;
@@ -96,7 +99,7 @@ pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let gateway_addr = gateway.local_addr().ok();
     let admin_addr = admin.local_addr().ok();
-    let gateway_task = tokio::spawn(gateway::serve(gateway, orch.clone(), stop.clone()));
+    let gateway_task = tokio::spawn(gateway::serve(gateway, orch.clone(), limits, stop.clone()));
     let admin_task = tokio::spawn(admin::serve(admin, orch.clone(), Arc::new(token), stop.clone()));
     eprintln!(
         "mayfly serve: gateway on http://{} , admin API on http://{} (token in {})",

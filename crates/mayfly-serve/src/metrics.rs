@@ -26,6 +26,17 @@ struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    service: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     service: String,
     state: String,
@@ -49,6 +60,10 @@ pub struct Metrics {
     boots: Counter,
     crashes: Family<ServiceLabel, Counter>,
     instances: Family<StateLabels, Gauge>,
+    instance_failures: Family<ReasonLabels, Counter>,
+    slow_clients: Family<StageLabel, Counter>,
+    refused_connections: Counter,
+    connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,7 +110,40 @@ impl Metrics {
         registry.register("crashes", "Instances that stopped on their own", crashes.clone());
         let instances = Family::<StateLabels, Gauge>::default();
         registry.register("instances", "Instances by state", instances.clone());
-        Metrics { registry, requests, latency, cold_starts, cold_phase, boots, crashes, instances }
+        let instance_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "instance_failures",
+            "Requests an instance failed (unreachable, response too large or too slow); the instance is then destroyed",
+            instance_failures.clone(),
+        );
+        let slow_clients = Family::<StageLabel, Counter>::default();
+        registry.register(
+            "gateway_slow_clients",
+            "Clients cut off for sending a request head or body too slowly, by stage",
+            slow_clients.clone(),
+        );
+        let refused_connections = Counter::default();
+        registry.register(
+            "gateway_refused_connections",
+            "Client connections closed at once because max_connections were open",
+            refused_connections.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register("gateway_connections", "Client connections open", connections.clone());
+        Metrics {
+            registry,
+            requests,
+            latency,
+            cold_starts,
+            cold_phase,
+            boots,
+            crashes,
+            instances,
+            instance_failures,
+            slow_clients,
+            refused_connections,
+            connections,
+        }
     }
 
     /// A request to `service` was answered with `status` after `seconds`.
@@ -128,6 +176,28 @@ impl Metrics {
     /// An instance of `service` crashed.
     pub fn crash(&self, service: &str) {
         self.crashes.get_or_create(&ServiceLabel { service: service.into() }).inc();
+    }
+
+    /// An instance of `service` failed a request for `reason`.
+    pub fn instance_failed(&self, service: &str, reason: &str) {
+        self.instance_failures
+            .get_or_create(&ReasonLabels { service: service.into(), reason: reason.into() })
+            .inc();
+    }
+
+    /// A client was cut off for being too slow at `stage` (`head` or `body`).
+    pub fn slow_client(&self, stage: &str) {
+        self.slow_clients.get_or_create(&StageLabel { stage: stage.into() }).inc();
+    }
+
+    /// A connection was refused: `max_connections` were open.
+    pub fn refused_connection(&self) {
+        self.refused_connections.inc();
+    }
+
+    /// A client connection opened (`1`) or closed (`-1`).
+    pub fn connection(&self, delta: i64) {
+        self.connections.inc_by(delta);
     }
 
     /// Sets the number of instances of `service` in `state`.

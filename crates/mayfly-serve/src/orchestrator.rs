@@ -165,6 +165,7 @@ impl Orchestrator {
         let mut services = self.lock();
         let logs = services.get(&spec.name).map(|s| s.logs.clone()).unwrap_or_default();
         let mut fresh = Service::new(spec.clone(), launch, logs);
+        fresh.home(Arc::downgrade(self));
         if let Some(old) = services.remove(&spec.name) {
             // In-flight requests finish on the old instances; new ones go to the new version.
             let mut old = old;
@@ -267,6 +268,10 @@ impl Orchestrator {
                 return Err(AcquireError::Backoff(why, left));
             }
             if svc.waiters.len() >= svc.spec.queue_limit as usize {
+                // Requests whose clients went away give their places back.
+                svc.waiters.retain(|w| !w.tx.is_closed());
+            }
+            if svc.waiters.len() >= svc.spec.queue_limit as usize {
                 return Err(AcquireError::QueueFull);
             }
             let (tx, rx) = oneshot::channel();
@@ -304,22 +309,20 @@ impl Orchestrator {
         }
     }
 
-    /// Gives a lease back after the response.
-    pub fn release(&self, lease: &Lease) {
+    /// Takes back a lease being dropped (see [`Lease`]): the request ended, answered or not,
+    /// or its client went away. `failure` says why the instance failed it, if it did: then it
+    /// takes no more requests (if its process died, the exit watcher records the crash; if not,
+    /// it is destroyed shortly).
+    pub(crate) fn give_back(&self, lease: &Lease, failure: Option<&'static str>) {
+        let now = Instant::now();
         let mut services = self.lock();
-        if let Some(svc) = services.get_mut(&lease.service) {
-            svc.release(lease, Instant::now());
+        let Some(svc) = services.get_mut(&lease.service) else { return };
+        if let Some(why) = failure {
+            tracing::warn!(service = %lease.service, instance = lease.id, "instance failed: {why}");
+            self.metrics.instance_failed(&lease.service, why);
+            svc.fail(lease.id, now);
         }
-    }
-
-    /// Gives a lease back after the instance failed to answer: it takes no more requests (if
-    /// its process died, the exit watcher records the crash; if not, it is destroyed when idle).
-    pub fn release_failed(&self, lease: &Lease) {
-        let mut services = self.lock();
-        if let Some(svc) = services.get_mut(&lease.service) {
-            svc.fail(lease.id, Instant::now());
-            svc.release(lease, Instant::now());
-        }
+        svc.release(lease, now);
     }
 
     fn run_actions(self: &Arc<Self>, service: &str, actions: Vec<Action>) {

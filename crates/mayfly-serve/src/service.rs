@@ -9,6 +9,7 @@ use crate::instance::{Launch, Running, Shell};
 use crate::logs::LogBuffer;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -17,7 +18,9 @@ const CRASH_LOOP: usize = 3;
 const CRASH_WINDOW: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The right to send one request to one instance. Give it back with `Orchestrator::release`.
+/// The right to send one request to one instance. It gives itself back when dropped, however
+/// the request ends (answered, failed, or abandoned by a client that went away), so no exit
+/// path can leak an instance's capacity: see [`Lease::fail`] for an instance that misbehaved.
 #[derive(Debug)]
 pub struct Lease {
     /// The service.
@@ -32,6 +35,32 @@ pub struct Lease {
     pub started: Instant,
     /// The gateway's connections to the instance.
     pub pool: std::sync::Arc<crate::upstream::ConnPool>,
+    /// Where the lease goes back to when dropped (`None`: nowhere, e.g. in unit tests, or
+    /// after it was undone by the service itself).
+    home: Option<Weak<crate::orchestrator::Orchestrator>>,
+    /// Why the instance failed this request, if it did: it is taken out of rotation.
+    failure: Option<&'static str>,
+}
+
+impl Lease {
+    /// Marks the instance as having failed this request (`why`): when the lease goes back, the
+    /// instance takes no more requests and is destroyed. Not a crash: a crash is counted when
+    /// its monitor process exits on its own.
+    pub fn fail(&mut self, why: &'static str) {
+        self.failure = Some(why);
+    }
+
+    /// Forgets where the lease goes back to (the service already took its count back).
+    fn disarm(mut self) {
+        self.home = None;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(orch) = self.home.take().and_then(|home| home.upgrade()) else { return };
+        orch.give_back(self, self.failure);
+    }
 }
 
 /// Lifecycle of a started instance.
@@ -113,6 +142,8 @@ pub struct Service {
     pub cold_starts: u64,
     /// Removed: takes no requests, goes when its instances are gone.
     pub removed: bool,
+    /// The orchestrator its leases go back to.
+    home: Option<Weak<crate::orchestrator::Orchestrator>>,
 }
 
 impl Service {
@@ -132,7 +163,13 @@ impl Service {
             last_crash: None,
             cold_starts: 0,
             removed: false,
+            home: None,
         }
+    }
+
+    /// Makes its leases go back to `orch` when dropped.
+    pub fn home(&mut self, orch: Weak<crate::orchestrator::Orchestrator>) {
+        self.home = Some(orch);
     }
 
     fn lease(&mut self, index: usize, cold_since: Option<Instant>) -> Option<Lease> {
@@ -145,6 +182,8 @@ impl Service {
             cold_since,
             started: instance.started,
             pool: instance.pool.clone(),
+            home: self.home.clone(),
+            failure: None,
         })
     }
 
@@ -237,7 +276,7 @@ impl Service {
                 if let Some(lease) = self.lease(index, Some(waiter.since))
                     && let Err(lease) = waiter.tx.send(lease)
                 {
-                    self.undo(&lease);
+                    self.undo(lease);
                     continue;
                 }
                 return;
@@ -262,15 +301,18 @@ impl Service {
             if let Some(waiter) = self.waiters.pop_front()
                 && let Err(lease) = waiter.tx.send(lease)
             {
-                self.undo(&lease);
+                self.undo(lease);
             }
         }
     }
 
-    fn undo(&mut self, lease: &Lease) {
+    /// Takes back a lease nobody received (its waiter went away meanwhile). The lease must not
+    /// go back on its own: that would lock the orchestrator, which the caller holds.
+    fn undo(&mut self, lease: Lease) {
         if let Some(instance) = self.instances.iter_mut().find(|i| i.run.id == lease.id) {
             instance.in_flight = instance.in_flight.saturating_sub(1);
         }
+        lease.disarm();
     }
 
     /// Gives a lease back. Per-request instances and drained ones are destroyed.
@@ -319,22 +361,15 @@ impl Service {
         }
     }
 
-    /// An instance or shell process ended. Returns true if it was a crash.
+    /// An instance or shell process ended. Returns true if it was a crash: the process ended
+    /// and we did not kill it (a failed request alone is never counted as one).
     pub fn exited(&mut self, id: u64, killed: bool, last_words: &str, now: Instant) -> bool {
-        let mut counted = false;
         if let Some(index) = self.instances.iter().position(|i| i.run.id == id) {
-            counted = matches!(self.instances.swap_remove(index).state, State::Failed(_));
+            self.instances.swap_remove(index);
         }
         self.shells.retain(|s| s.id != id);
         if killed {
             return false;
-        }
-        if counted {
-            // Already counted when it failed a request; keep the better diagnosis.
-            if !last_words.is_empty() {
-                self.last_crash = Some(last_words.to_owned());
-            }
-            return true;
         }
         self.crashed(last_words, now);
         true
@@ -355,15 +390,15 @@ impl Service {
         }
     }
 
-    /// Takes instance `id` out of rotation (it failed to answer) and counts that as a crash at
-    /// once, so that a crash loop is seen before the process's exit is reaped.
+    /// Takes instance `id` out of rotation (it failed a request: unreachable, or its response
+    /// broke a limit); it is destroyed after [`FAILED_GRACE`] unless its process ends first. Not
+    /// counted as a crash: only a monitor that exits on its own is one ([`Service::exited`]).
     pub fn fail(&mut self, id: u64, now: Instant) {
         let Some(instance) = self.instances.iter_mut().find(|i| i.run.id == id) else { return };
         if matches!(instance.state, State::Failed(_)) {
             return;
         }
         instance.state = State::Failed(now);
-        self.crashed("the instance failed to answer a request", now);
     }
 
     /// Marks every instance draining and drops the shells (the spec changed or the service goes).

@@ -11,7 +11,24 @@ use std::sync::Mutex;
 /// Idle keep-alive connections to one instance.
 #[derive(Default)]
 pub struct ConnPool {
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<Upstream>>,
+}
+
+/// One connection to an instance. Dropping it closes the connection at once (its task is
+/// aborted), even in the middle of an exchange: a request abandoned by its client leaves no
+/// connection behind.
+pub struct Upstream {
+    /// Sends requests on it.
+    pub sender: SendRequest<Full<Bytes>>,
+    /// Whether it came from the pool (it may have gone stale while idle).
+    pub reused: bool,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Most idle connections kept per instance (its concurrency bounds the useful number).
@@ -35,32 +52,38 @@ impl std::fmt::Debug for ConnPool {
 
 impl ConnPool {
     /// An idle connection, or a new one to `addr`.
-    pub async fn get(&self, addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, ConnectError> {
+    pub async fn get(&self, addr: SocketAddr) -> Result<Upstream, ConnectError> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match idle {
-                Some(sender) if !sender.is_closed() => return Ok(sender),
+                Some(upstream) if !upstream.sender.is_closed() => return Ok(upstream),
                 Some(_) => continue,
                 None => break,
             }
         }
+        Self::connect(addr).await
+    }
+
+    /// A new connection to `addr`.
+    pub async fn connect(addr: SocketAddr) -> Result<Upstream, ConnectError> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(sender)
+        Ok(Upstream { sender, reused: false, task: task.abort_handle() })
     }
 
     /// Returns a connection after a complete exchange, if it can be used again.
-    pub fn put(&self, sender: SendRequest<Full<Bytes>>) {
-        if sender.is_closed() {
+    pub fn put(&self, mut upstream: Upstream) {
+        if upstream.sender.is_closed() {
             return;
         }
+        upstream.reused = true;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(sender);
+            idle.push(upstream);
         }
     }
 }
