@@ -109,8 +109,9 @@ pub struct ServiceSpec {
     /// Console output an instance may write, KiB (0: no limit).
     #[serde(default)]
     pub console_limit_kib: u64,
-    /// Console output shown per second per instance, bytes (0: no limit; the excess is dropped).
-    #[serde(default)]
+    /// Console output shown per second per instance, bytes; the excess is dropped (and said
+    /// so). Default [`DEFAULT_CONSOLE_RATE`]; 0: no limit.
+    #[serde(default = "default_console_rate")]
     pub console_rate: u64,
     /// Connections carried to an instance at once (0: the monitor's default, 1024).
     #[serde(default)]
@@ -134,6 +135,13 @@ fn default_idle() -> u64 {
 }
 fn default_warm() -> u32 {
     1
+}
+/// The console rate an instance gets unless its service says otherwise, bytes per second: a
+/// guest that prints without pause cannot make the gateway log more than this.
+pub const DEFAULT_CONSOLE_RATE: u64 = 64 * 1024;
+
+fn default_console_rate() -> u64 {
+    DEFAULT_CONSOLE_RATE
 }
 fn default_queue() -> u32 {
     1000
@@ -179,7 +187,7 @@ impl ServiceSpec {
             tap: None,
             cpu_limit_s: 0,
             console_limit_kib: 0,
-            console_rate: 0,
+            console_rate: default_console_rate(),
             max_connections: 0,
         }
     }

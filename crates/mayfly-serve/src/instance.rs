@@ -142,14 +142,7 @@ impl Shell {
             return Err(InstanceError::Failed("no pipes to the monitor".into()));
         };
         // The guest's console, line by line, into the service's log.
-        let console_logs = logs.clone();
-        let console_name = name.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                console_logs.push(&console_name, &line);
-            }
-        });
+        tokio::spawn(crate::logs::capture(stdout, logs.clone(), name.clone()));
         // The monitor's own messages: the address, standby, then diagnoses.
         let mut lines = BufReader::new(stderr).lines();
         let mut last = String::new();

@@ -1,8 +1,13 @@
 //! A test guest for `mayfly serve`: `GET /` answers "ok", `GET /slow?ms=N` answers "slow" after
 //! N ms (other tasks keep running), and `GET /crash` writes through a null pointer, so the guest
-//! faults and its monitor exits.
+//! faults and its monitor exits. Port 81 serves the hostile routes of [`raw`] (responses that
+//! never end, trickle, stall, hang up; console output without newlines).
 #![no_std]
 #![no_main]
+
+extern crate alloc;
+
+mod raw;
 
 use core::time::Duration;
 use mayfly::http::{self, Request, Response};
@@ -14,6 +19,11 @@ mayfly::main!(async main);
 const MAX_SLOW_MS: u64 = 60_000;
 
 async fn main() -> Result<(), NetError> {
+    mayfly::task::spawn(async {
+        if let Err(e) = raw::serve().await {
+            mayfly::println!("crashy: port {} failed: {e:?}", raw::PORT);
+        }
+    });
     http::serve(80, handle).await
 }
 
