@@ -143,10 +143,10 @@ fn connections_closed_with_requests_in_flight_leave_the_service_healthy() {
         .map(|i| {
             std::thread::spawn(move || {
                 let mut closed = 0;
-                let request = b"GET /slow?ms=30 HTTP/1.1\r\nHost: t\r\n\r\n".repeat(4);
+                let request = b"GET /slow?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n";
                 while Instant::now() < until {
                     let Ok(mut stream) = TcpStream::connect(addr) else { continue };
-                    let _ = stream.write_all(&request);
+                    let _ = stream.write_all(request);
                     // Some read a little of the answers, some nothing at all.
                     if closed % 2 == i % 2 {
                         let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
@@ -159,7 +159,7 @@ fn connections_closed_with_requests_in_flight_leave_the_service_healthy() {
         })
         .collect();
     let closed: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
-    assert!(closed > 200, "only {closed} connections");
+    assert!(closed > 100, "only {closed} connections");
     assert_settled(&gw, "crashy", 2);
     for _ in 0..20 {
         assert_eq!(gw.request("GET", "/").status, 200);
@@ -254,24 +254,36 @@ fn request_bodies_share_one_budget() {
     let head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 40000\r\n\r\n";
     let start_upload = || {
         let mut stream = TcpStream::connect(gw.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         stream.write_all(head).unwrap();
         stream.write_all(&[b'a'; 100]).unwrap();
         stream
     };
-    let mut first = start_upload();
-    let _second = start_upload();
-    // Let the gateway take both bodies in before the third.
-    gw.wait_until("two bodies being buffered", Duration::from_secs(5), || {
-        gw.metric("mayfly_gateway_connections") >= 2.0
+    // Three uploads of 40000 bytes where 100000 may be buffered: one of them is refused at
+    // once, whichever comes last; the two others wait for their bodies.
+    let uploads = [start_upload(), start_upload(), start_upload()];
+    let answers: Vec<Option<u16>> = std::thread::scope(|scope| {
+        let waits: Vec<_> = uploads
+            .iter()
+            .map(|upload| {
+                let mut stream = upload.try_clone().unwrap();
+                scope.spawn(move || {
+                    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    http_exchange(&mut stream, b"").map(|r| r.status)
+                })
+            })
+            .collect();
+        waits.into_iter().map(|w| w.join().unwrap()).collect()
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let mut third = start_upload();
-    let reply = http_exchange(&mut third, b"").expect("an answer over the budget");
-    assert_eq!(reply.status, 503, "{reply:?}");
-    // The first finishes and is forwarded (crashy answers a POST with 404).
-    let reply = http_exchange(&mut first, &[b'a'; 39_900]).expect("the first upload's answer");
-    assert_eq!(reply.status, 404, "{reply:?}");
+    assert_eq!(answers.iter().filter(|a| **a == Some(503)).count(), 1, "{answers:?}");
+    assert_eq!(answers.iter().filter(|a| a.is_none()).count(), 2, "{answers:?}");
+    // The others finish and are forwarded (crashy answers a POST with 404).
+    for (mut upload, answer) in uploads.into_iter().zip(answers) {
+        if answer.is_none() {
+            upload.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let reply = http_exchange(&mut upload, &[b'a'; 39_900]).expect("an upload's answer");
+            assert_eq!(reply.status, 404, "{reply:?}");
+        }
+    }
 }
 
 #[test]
@@ -417,15 +429,13 @@ fn accept_failures_back_off_instead_of_spinning() {
     assert_eq!(gw.request("GET", "/").status, 200);
     let held: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(gw.addr).ok()).collect();
     assert_eq!(held.len(), 100);
-    gw.wait_until("accept fails", Duration::from_secs(5), || {
-        gw.stderr().contains("cannot accept connections")
-    });
+    gw.wait_until("the gateway out of descriptors", Duration::from_secs(5), || gw.open_fds() >= 60);
     let ticks = gw.cpu_ticks();
     std::thread::sleep(Duration::from_secs(2));
     let used = gw.cpu_ticks() - ticks;
     assert!(used < 40, "the gateway used {used} ticks of CPU in 2 s while out of descriptors");
     let said = gw.stderr().matches("cannot accept connections").count();
-    assert!(said <= 3, "said {said} times");
+    assert!((1..=3).contains(&said), "said {said} times");
     drop(held);
     gw.wait_until("accepting again", Duration::from_secs(10), || {
         http_request(gw.addr, "GET", "/", &[], b"", Duration::from_secs(5))

@@ -169,6 +169,11 @@ impl TestGateway {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// How many descriptors the gateway has open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, |d| d.count())
+    }
+
     /// CPU time the gateway has used (user + system), in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
