@@ -21,6 +21,8 @@ use tokio::sync::OwnedSemaphorePermit;
 
 /// How long the gateway keeps trying to connect to a fresh instance that refuses.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a broken connection waits for its monitor's exit to show, to tell a crash.
+const EXIT_PATIENCE: Duration = Duration::from_millis(100);
 /// Headers that concern one hop only and are not forwarded.
 const HOP_BY_HOP: [&str; 7] = [
     "connection",
@@ -144,11 +146,36 @@ pub(crate) async fn forward(
         }
         Err(e) => {
             tracing::warn!(service, instance = lease.id, "upstream failed: {e}");
-            if let Some(why) = e.failure() {
+            let broken = matches!(e, UpstreamError::Connect(_) | UpstreamError::Broken(_));
+            let exited = match lease.pid {
+                Some(pid) if broken => monitor_exited(pid).await,
+                _ => false,
+            };
+            if exited {
+                // Its monitor is gone: a crash, counted now rather than when the exit is reaped.
+                lease.crashed();
+            } else if let Some(why) = e.failure() {
                 lease.fail(why);
             }
             drop(lease);
             text(StatusCode::BAD_GATEWAY, &format!("the {service} instance failed: {e}"))
+        }
+    }
+}
+
+/// Whether monitor process `pid` has exited (or is exiting: a broken connection is seen a
+/// moment before the process becomes a zombie, so this looks for up to [`EXIT_PATIENCE`]).
+async fn monitor_exited(pid: u32) -> bool {
+    let deadline = Instant::now() + EXIT_PATIENCE;
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(str::to_owned)
+        });
+        match state.as_deref() {
+            None | Some("Z" | "X") => return true,
+            Some(_) if Instant::now() >= deadline => return false,
+            Some(_) => tokio::time::sleep(Duration::from_millis(2)).await,
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::config::{Mode, ServiceSpec};
 use crate::instance::{Exited, Launch, Shell, rss_kib};
 use crate::metrics::Metrics;
-use crate::service::{Action, Lease, Service, State, Waiter};
+use crate::service::{Action, Failure, Lease, Service, State, Waiter};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -313,14 +313,18 @@ impl Orchestrator {
     /// or its client went away. `failure` says why the instance failed it, if it did: then it
     /// takes no more requests (if its process died, the exit watcher records the crash; if not,
     /// it is destroyed shortly).
-    pub(crate) fn give_back(&self, lease: &Lease, failure: Option<&'static str>) {
+    pub(crate) fn give_back(&self, lease: &Lease, failure: Option<Failure>) {
         let now = Instant::now();
         let mut services = self.lock();
         let Some(svc) = services.get_mut(&lease.service) else { return };
-        if let Some(why) = failure {
-            tracing::warn!(service = %lease.service, instance = lease.id, "instance failed: {why}");
-            self.metrics.instance_failed(&lease.service, why);
-            svc.fail(lease.id, now);
+        match failure {
+            Some(Failure::Crashed) => svc.crash_seen(lease.id, now),
+            Some(Failure::Unhealthy(why)) => {
+                tracing::warn!(service = %lease.service, instance = lease.id, "instance failed: {why}");
+                self.metrics.instance_failed(&lease.service, why);
+                svc.fail(lease.id, now);
+            }
+            None => {}
         }
         svc.release(lease, now);
     }

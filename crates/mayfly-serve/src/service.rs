@@ -38,8 +38,19 @@ pub struct Lease {
     /// Where the lease goes back to when dropped (`None`: nowhere, e.g. in unit tests, or
     /// after it was undone by the service itself).
     home: Option<Weak<crate::orchestrator::Orchestrator>>,
+    /// The instance's monitor process.
+    pub pid: Option<u32>,
     /// Why the instance failed this request, if it did: it is taken out of rotation.
-    failure: Option<&'static str>,
+    failure: Option<Failure>,
+}
+
+/// How an instance failed a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Its monitor process exited (seen by the gateway before the exit is reaped): a crash.
+    Crashed,
+    /// It misbehaved (`why`) but its process lives: destroyed, not counted as a crash.
+    Unhealthy(&'static str),
 }
 
 impl Lease {
@@ -47,7 +58,13 @@ impl Lease {
     /// instance takes no more requests and is destroyed. Not a crash: a crash is counted when
     /// its monitor process exits on its own.
     pub fn fail(&mut self, why: &'static str) {
-        self.failure = Some(why);
+        self.failure = Some(Failure::Unhealthy(why));
+    }
+
+    /// Marks the instance as crashed: its monitor process was seen to exit during the request.
+    /// The crash is counted at once (a crash loop is seen before the exit is reaped), once.
+    pub fn crashed(&mut self) {
+        self.failure = Some(Failure::Crashed);
     }
 
     /// Forgets where the lease goes back to (the service already took its count back).
@@ -96,6 +113,8 @@ pub struct Instance {
     pub exclusive: bool,
     /// The gateway's idle connections to it (closed when it goes).
     pub pool: std::sync::Arc<crate::upstream::ConnPool>,
+    /// Its crash was counted already (seen by the gateway before its exit was reaped).
+    pub crash_counted: bool,
 }
 
 /// A request waiting for capacity.
@@ -182,6 +201,7 @@ impl Service {
             cold_since,
             started: instance.started,
             pool: instance.pool.clone(),
+            pid: instance.run.pid,
             home: self.home.clone(),
             failure: None,
         })
@@ -265,6 +285,7 @@ impl Service {
             last_active: now,
             exclusive,
             pool: std::sync::Arc::default(),
+            crash_counted: false,
         });
         if exclusive {
             // One instance, one request: the oldest waiter that still waits.
@@ -364,15 +385,35 @@ impl Service {
     /// An instance or shell process ended. Returns true if it was a crash: the process ended
     /// and we did not kill it (a failed request alone is never counted as one).
     pub fn exited(&mut self, id: u64, killed: bool, last_words: &str, now: Instant) -> bool {
+        let mut counted = false;
         if let Some(index) = self.instances.iter().position(|i| i.run.id == id) {
-            self.instances.swap_remove(index);
+            counted = self.instances.swap_remove(index).crash_counted;
         }
         self.shells.retain(|s| s.id != id);
         if killed {
             return false;
         }
+        if counted {
+            // Already counted when the gateway saw it go; keep the better diagnosis.
+            if !last_words.is_empty() {
+                self.last_crash = Some(last_words.to_owned());
+            }
+            return true;
+        }
         self.crashed(last_words, now);
         true
+    }
+
+    /// Instance `id`'s process was seen to exit while it served a request: out of rotation, and
+    /// the crash counted now, once.
+    pub fn crash_seen(&mut self, id: u64, now: Instant) {
+        let Some(instance) = self.instances.iter_mut().find(|i| i.run.id == id) else { return };
+        if instance.crash_counted {
+            return;
+        }
+        instance.crash_counted = true;
+        instance.state = State::Failed(now);
+        self.crashed("the instance stopped while answering a request", now);
     }
 
     /// Records a crash (or a failure to start) and backs off if it is a loop.
