@@ -194,6 +194,7 @@ async fn connection(
     let mut conn = std::pin::pin!(conn);
     let mut stop = std::pin::pin!(stopped(stop));
     let limits = &gate.limits;
+    let mut stopping = false;
     let tick = (limits.head_timeout.min(limits.keep_alive) / 4)
         .clamp(Duration::from_millis(5), Duration::from_secs(1));
     loop {
@@ -204,10 +205,10 @@ async fn connection(
                 }
                 break;
             }
-            _ = &mut stop => {
+            // Shutting down: requests in flight finish, idle and slow clients are still cut off.
+            _ = &mut stop, if !stopping => {
+                stopping = true;
                 conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-                break;
             }
             _ = tokio::time::sleep(tick) => match activity.verdict(limits) {
                 Verdict::Fine => {}
