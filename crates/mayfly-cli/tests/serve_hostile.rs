@@ -196,6 +196,13 @@ fn slow_heads_and_bodies_are_cut_off_and_idle_connections_closed() {
         }
     }
     assert!(started.elapsed() >= Duration::from_millis(500), "cut after {:?}", started.elapsed());
+    // A connection that sends nothing at all is cut off by the same deadline.
+    let mut silent = TcpStream::connect(gw.addr).unwrap();
+    let started = Instant::now();
+    // (before the keep-alive timeout, 2 s, would close it)
+    let cut = closed_within(&mut silent, Duration::from_millis(1500));
+    assert!(cut, "a silent client kept for 1.5 s");
+    assert!(started.elapsed() >= Duration::from_millis(500), "cut after {:?}", started.elapsed());
     // Slowloris on the body: 10 bytes of 100, then nothing.
     let mut stream = TcpStream::connect(gw.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -260,7 +260,9 @@ impl Activity {
         Activity {
             base: Instant::now(),
             last: AtomicU64::new(0),
-            head_since: AtomicU64::new(0),
+            // The first head is awaited from the moment the connection is accepted: a client
+            // that connects and sends nothing is cut off like a slow one.
+            head_since: AtomicU64::new(1),
             in_flight: AtomicU32::new(0),
         }
     }
