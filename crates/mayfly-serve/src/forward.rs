@@ -247,14 +247,20 @@ async fn exchange(
 ) -> Result<Response<Full<Bytes>>, UpstreamError> {
     let limits = &gate.limits;
     let mut upstream = connect(lease).await?;
+    // A pooled connection may have been closed by the instance while it sat idle, before it read
+    // anything of this request: then the request goes once more, on a new connection. Always
+    // when hyper hands it back unsent; for an idempotent request also when it was written into
+    // a connection the instance had already closed (nothing of it was read, no answer came).
+    let mut again = (upstream.reused && request.method().is_idempotent()).then(|| request.clone());
     let head = async {
         let mut request = request;
         loop {
-            // Not sent at all: the pooled connection had gone stale. Once more, on a new one.
             let unsent = match upstream.sender.ready().await {
                 Ok(()) => match upstream.sender.try_send_request(request).await {
                     Ok(response) => return Ok(response),
-                    Err(mut e) => match e.take_message() {
+                    Err(mut e) => match e.take_message().or_else(|| {
+                        e.error().is_incomplete_message().then(|| again.take()).flatten()
+                    }) {
                         Some(unsent) => unsent,
                         None => return Err(UpstreamError::Broken(e.into_error().to_string())),
                     },
@@ -297,4 +303,65 @@ async fn exchange(
         lease.pool.put(upstream);
     }
     Ok(Response::from_parts(parts, Full::new(buf.freeze())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+
+    fn read_head(stream: &mut std::net::TcpStream) {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).unwrap(), 1, "the request head");
+            head.push(byte[0]);
+        }
+    }
+
+    fn get() -> Request<Full<Bytes>> {
+        Request::builder().uri("/").header("host", "t").body(Full::new(Bytes::new())).unwrap()
+    }
+
+    /// The instance closed a pooled connection, and the gateway takes it before it has seen the
+    /// close: the request goes on a fresh connection instead of failing.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stale_pooled_connection_is_retried_on_a_fresh_one() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (close, closing) = std::sync::mpsc::channel::<()>();
+        let (closed, was_closed) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut first, _) = listener.accept().unwrap();
+            read_head(&mut first);
+            first.write_all(OK).unwrap();
+            closing.recv().unwrap();
+            first.shutdown(std::net::Shutdown::Both).unwrap();
+            drop(first);
+            closed.send(()).unwrap();
+            let (mut second, _) = listener.accept().unwrap();
+            read_head(&mut second);
+            second.write_all(OK).unwrap();
+        });
+        let gate = Gate {
+            orch: crate::orchestrator::Orchestrator::start(std::path::PathBuf::new()),
+            limits: crate::gateway::Limits::default(),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
+        };
+        let lease = Lease::detached(addr, Arc::default());
+        let first = exchange(&gate, &lease, get(), false).await;
+        assert!(first.is_ok_and(|r| r.status() == 200));
+        // Closed while this thread, the runtime's only one, does not let the pooled
+        // connection's task run: it cannot have seen the close.
+        close.send(()).unwrap();
+        was_closed.recv().unwrap();
+        match exchange(&gate, &lease, get(), false).await {
+            Ok(response) => assert_eq!(response.status(), 200),
+            Err(e) => panic!("the request failed: {e}"),
+        }
+        server.join().unwrap();
+    }
 }

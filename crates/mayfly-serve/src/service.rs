@@ -73,6 +73,27 @@ impl Lease {
     }
 }
 
+#[cfg(test)]
+impl Lease {
+    /// A lease on the instance at `addr` that goes back nowhere (for tests of the request path).
+    pub(crate) fn detached(
+        addr: SocketAddr,
+        pool: std::sync::Arc<crate::upstream::ConnPool>,
+    ) -> Lease {
+        Lease {
+            service: "test".into(),
+            id: 0,
+            addr,
+            cold_since: None,
+            started: Instant::now(),
+            pool,
+            pid: None,
+            home: None,
+            failure: None,
+        }
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         let Some(orch) = self.home.take().and_then(|home| home.upgrade()) else { return };
