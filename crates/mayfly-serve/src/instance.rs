@@ -188,7 +188,13 @@ impl Shell {
     pub async fn go(mut self) -> Running {
         let _ = self.stdin.write_all(b"go\n").await;
         let _ = self.stdin.flush().await;
-        Running { id: self.id, addr: self.addr, pid: self.pid, _stdin: self.stdin, kill: self.kill }
+        Running {
+            id: self.id,
+            addr: self.addr,
+            pid: self.pid,
+            _stdin: Some(self.stdin),
+            kill: self.kill,
+        }
     }
 
     /// Destroys the shell.
@@ -207,11 +213,18 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The process id.
     pub pid: Option<u32>,
-    _stdin: ChildStdin,
+    _stdin: Option<ChildStdin>,
     kill: Option<oneshot::Sender<()>>,
 }
 
 impl Running {
+    /// An instance with no process behind it, for tests of the scaling decisions.
+    #[cfg(test)]
+    pub(crate) fn detached(id: u64) -> Running {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        Running { id, addr, pid: None, _stdin: None, kill: None }
+    }
+
     /// Destroys the instance (its watcher reports the exit as killed).
     pub fn kill(&mut self) {
         if let Some(kill) = self.kill.take() {

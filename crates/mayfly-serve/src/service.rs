@@ -116,6 +116,52 @@ pub enum State {
 /// How long a failed instance may linger before it is destroyed.
 const FAILED_GRACE: Duration = Duration::from_secs(2);
 
+/// What can happen to a started instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Take no new requests and finish those in flight (an update, a removal, its lifetime).
+    Drain,
+    /// It failed a request, or was seen to stop: no more requests, destroyed soon.
+    Fail,
+}
+
+impl State {
+    /// The one place where an instance's state changes: the state after `event` at `now`. A
+    /// failed instance stays failed (its grace period is not restarted); a draining one never
+    /// takes requests again.
+    pub fn after(self, event: Event, now: Instant) -> State {
+        match (self, event) {
+            (State::Failed(since), _) => State::Failed(since),
+            (_, Event::Fail) => State::Failed(now),
+            (State::Ready | State::Draining, Event::Drain) => State::Draining,
+        }
+    }
+
+    /// Whether it takes new requests.
+    pub fn takes_requests(self) -> bool {
+        self == State::Ready
+    }
+
+    /// Whether an instance in this state with `in_flight` requests is done with at `now`:
+    /// drained, or failed for longer than [`FAILED_GRACE`].
+    pub fn finished(self, in_flight: u32, now: Instant) -> bool {
+        match self {
+            State::Ready => false,
+            State::Draining => in_flight == 0,
+            State::Failed(since) => now.duration_since(since) >= FAILED_GRACE,
+        }
+    }
+
+    /// Its name in listings and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Draining => "draining",
+            State::Failed(_) => "failed",
+        }
+    }
+}
+
 /// A started instance.
 pub struct Instance {
     /// The process.
@@ -238,7 +284,7 @@ impl Service {
             .instances
             .iter()
             .enumerate()
-            .filter(|(_, i)| i.state == State::Ready && i.in_flight < limit)
+            .filter(|(_, i)| i.state.takes_requests() && i.in_flight < limit)
             .min_by_key(|(_, i)| i.in_flight)
             .map(|(index, _)| index)?;
         self.lease(index, None)
@@ -364,7 +410,7 @@ impl Service {
         instance.in_flight = instance.in_flight.saturating_sub(1);
         instance.served += 1;
         instance.last_active = now;
-        if instance.exclusive || (instance.state == State::Draining && instance.in_flight == 0) {
+        if instance.exclusive || instance.state.finished(instance.in_flight, now) {
             // Dropping the handle kills the process.
             self.instances.swap_remove(index);
         }
@@ -379,24 +425,23 @@ impl Service {
             .then(|| Duration::from_millis(self.spec.max_lifetime_ms));
         for instance in &mut self.instances {
             if lifetime.is_some_and(|l| now.duration_since(instance.started) >= l) {
-                instance.state = State::Draining;
+                instance.state = instance.state.after(Event::Drain, now);
             }
         }
         let min = if self.removed { 0 } else { self.spec.min_instances as usize };
-        let mut keep = self.instances.len();
+        // Instances that take requests count towards the minimum (a failed or draining one
+        // going away must not take an idle ready one with it).
+        let mut keep = self.instances.iter().filter(|i| i.state.takes_requests()).count();
         self.instances.retain(|i| {
-            let idle_out = i.in_flight == 0 && now.duration_since(i.last_active) >= idle;
-            let drained = match i.state {
-                State::Draining => i.in_flight == 0,
-                State::Failed(since) => now.duration_since(since) >= FAILED_GRACE,
-                State::Ready => false,
-            };
-            if drained || (idle_out && keep > min) {
-                keep -= 1;
-                false
-            } else {
-                true
+            if i.state.finished(i.in_flight, now) {
+                return false;
             }
+            let idle_out = i.in_flight == 0 && now.duration_since(i.last_active) >= idle;
+            if idle_out && i.state.takes_requests() && keep > min {
+                keep -= 1;
+                return false;
+            }
+            true
         });
         if self.removed {
             self.shells.clear();
@@ -433,7 +478,7 @@ impl Service {
             return;
         }
         instance.crash_counted = true;
-        instance.state = State::Failed(now);
+        instance.state = instance.state.after(Event::Fail, now);
         self.crashed("the instance stopped while answering a request", now);
     }
 
@@ -457,25 +502,21 @@ impl Service {
     /// counted as a crash: only a monitor that exits on its own is one ([`Service::exited`]).
     pub fn fail(&mut self, id: u64, now: Instant) {
         let Some(instance) = self.instances.iter_mut().find(|i| i.run.id == id) else { return };
-        if matches!(instance.state, State::Failed(_)) {
-            return;
-        }
-        instance.state = State::Failed(now);
+        instance.state = instance.state.after(Event::Fail, now);
     }
 
     /// Marks every instance draining and drops the shells (the spec changed or the service goes).
     pub fn drain_all(&mut self) {
+        let now = Instant::now();
         for instance in &mut self.instances {
-            if instance.state == State::Ready {
-                instance.state = State::Draining;
-            }
+            instance.state = instance.state.after(Event::Drain, now);
         }
         self.shells.clear();
     }
 
     /// Instances by state, for metrics and listings.
     pub fn counts(&self) -> [(&'static str, usize); 5] {
-        let ready = self.instances.iter().filter(|i| i.state == State::Ready).count();
+        let ready = self.instances.iter().filter(|i| i.state.takes_requests()).count();
         let failed = self.instances.iter().filter(|i| matches!(i.state, State::Failed(_))).count();
         [
             ("ready", ready),
@@ -486,3 +527,6 @@ impl Service {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests;
