@@ -68,6 +68,8 @@ fn per_request_mode_starts_one_instance_per_request() {
     let mut actions = Vec::new();
     svc.scale_up(now, &mut actions);
     assert_eq!(starts(&actions), 3);
+    svc.add_instance(Running::detached(1), now);
+    assert_eq!(svc.instances[0].in_flight, 1, "given to a waiting request");
     assert!(svc.try_lease().is_none(), "per-request instances are never shared");
 }
 
