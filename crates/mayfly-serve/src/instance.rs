@@ -8,7 +8,6 @@
 
 use crate::logs::LogBuffer;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -299,9 +298,4 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Whether `path` looks like an image (exists and is a file).
-pub fn image_exists(path: &Path) -> bool {
-    path.is_file()
 }

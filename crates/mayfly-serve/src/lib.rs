@@ -13,6 +13,8 @@ pub mod config;
 mod forward;
 pub mod gateway;
 pub mod instance;
+pub mod lease;
+pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod orchestrator;

@@ -4,7 +4,7 @@
 use crate::config::{Mode, ServiceSpec};
 use crate::instance::{Exited, Launch, Shell, rss_kib};
 use crate::metrics::Metrics;
-use crate::service::{Action, Failure, Lease, Service, State, Waiter};
+use crate::service::{Action, Failure, Lease, Service};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -163,15 +163,12 @@ impl Orchestrator {
             max_connections: spec.max_connections,
         };
         let mut services = self.lock();
-        let logs = services.get(&spec.name).map(|s| s.logs.clone()).unwrap_or_default();
+        let logs = services.get(&spec.name).map(|s| s.logs().clone()).unwrap_or_default();
         let mut fresh = Service::new(spec.clone(), launch, logs);
         fresh.home(Arc::downgrade(self));
         if let Some(old) = services.remove(&spec.name) {
             // In-flight requests finish on the old instances; new ones go to the new version.
-            let mut old = old;
-            old.drain_all();
-            fresh.instances = old.instances;
-            fresh.waiters = old.waiters;
+            fresh.take_over(old);
         }
         tracing::info!(service = %spec.name, image = %image.display(), "deployed");
         services.insert(spec.name.clone(), fresh);
@@ -210,9 +207,7 @@ impl Orchestrator {
     pub fn remove(&self, name: &str) -> bool {
         let mut services = self.lock();
         let Some(service) = services.get_mut(name) else { return false };
-        service.removed = true;
-        service.drain_all();
-        service.waiters.clear();
+        service.remove();
         tracing::info!(service = name, "removed");
         true
     }
@@ -221,13 +216,14 @@ impl Orchestrator {
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<String> {
         let services = self.lock();
         let mut best: Option<(usize, &Service)> = None;
-        for service in services.values().filter(|s| !s.removed) {
-            let host_ok = match (&service.spec.host, host) {
+        for service in services.values().filter(|s| !s.is_removed()) {
+            let spec = service.spec();
+            let host_ok = match (&spec.host, host) {
                 (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
                 (Some(_), None) => false,
                 (None, _) => true,
             };
-            let prefix_len = match &service.spec.path_prefix {
+            let prefix_len = match &spec.path_prefix {
                 Some(prefix) => {
                     let matches = path == prefix
                         || path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
@@ -240,12 +236,12 @@ impl Orchestrator {
                 }
                 None => 0,
             };
-            let score = prefix_len + if service.spec.host.is_some() { 10_000 } else { 0 };
+            let score = prefix_len + if spec.host.is_some() { 10_000 } else { 0 };
             if host_ok && best.is_none_or(|(s, _)| score > s) {
                 best = Some((score, service));
             }
         }
-        best.map(|(_, s)| s.spec.name.clone())
+        best.map(|(_, s)| s.spec().name.clone())
     }
 
     /// Waits for an instance of `service` with room for one more request.
@@ -256,29 +252,25 @@ impl Orchestrator {
         let now = Instant::now();
         let (rx, timeout) = {
             let mut services = self.lock();
-            let svc =
-                services.get_mut(service).filter(|s| !s.removed).ok_or(AcquireError::NotFound)?;
+            let svc = services
+                .get_mut(service)
+                .filter(|s| !s.is_removed())
+                .ok_or(AcquireError::NotFound)?;
             if let Some(lease) = svc.try_lease() {
                 return Ok(lease);
             }
             if let Some(left) = svc.backoff_left(now)
-                && !svc.instances.iter().any(|i| i.state == State::Ready)
+                && !svc.serving()
             {
-                let why = svc.last_crash.clone().unwrap_or_default();
+                let why = svc.last_crash().unwrap_or_default().to_owned();
                 return Err(AcquireError::Backoff(why, left));
             }
-            if svc.waiters.len() >= svc.spec.queue_limit as usize {
-                // Requests whose clients went away give their places back.
-                svc.waiters.retain(|w| !w.tx.is_closed());
-            }
-            if svc.waiters.len() >= svc.spec.queue_limit as usize {
-                return Err(AcquireError::QueueFull);
-            }
             let (tx, rx) = oneshot::channel();
-            svc.waiters.push_back(Waiter { tx, since: now });
+            let Some(timeout) = svc.enqueue(tx, now) else {
+                return Err(AcquireError::QueueFull);
+            };
             let mut actions = Vec::new();
             svc.scale_up(now, &mut actions);
-            let timeout = Duration::from_millis(svc.spec.queue_timeout_ms);
             drop(services);
             self.run_actions(service, actions);
             (rx, timeout)
@@ -291,7 +283,7 @@ impl Orchestrator {
             // Our waiter was dropped: the instance started for it failed to start.
             Ok(Err(_)) => {
                 let services = self.lock();
-                let why = services.get(service).and_then(|s| s.last_crash.clone());
+                let why = services.get(service).and_then(|s| s.last_crash().map(str::to_owned));
                 Err(AcquireError::StartFailed(why.unwrap_or_default()))
             }
             _ => {
@@ -301,7 +293,8 @@ impl Orchestrator {
                     .and_then(|s| s.backoff_left(Instant::now()).map(|l| (s, l)))
                 {
                     Some((s, left)) => {
-                        Err(AcquireError::Backoff(s.last_crash.clone().unwrap_or_default(), left))
+                        let why = s.last_crash().unwrap_or_default().to_owned();
+                        Err(AcquireError::Backoff(why, left))
                     }
                     None => Err(AcquireError::Timeout),
                 }
@@ -348,8 +341,7 @@ impl Orchestrator {
         {
             let mut services = self.lock();
             if let Some(svc) = services.get_mut(service) {
-                svc.starting = svc.starting.saturating_sub(1);
-                svc.add_instance(running, Instant::now());
+                svc.started(running, Instant::now());
             }
         }
         self.housekeeping();
@@ -359,7 +351,7 @@ impl Orchestrator {
         let (launch, logs) = {
             let services = self.lock();
             let Some(svc) = services.get(service) else { return };
-            (svc.launch.clone(), svc.logs.clone())
+            (svc.launch().clone(), svc.logs().clone())
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let result =
@@ -367,36 +359,18 @@ impl Orchestrator {
         let to_start = {
             let mut services = self.lock();
             let Some(svc) = services.get_mut(service) else { return };
-            if !start {
-                svc.preparing = svc.preparing.saturating_sub(1);
-            }
             match result {
-                // Still counted in `starting` until `go` adds it.
-                Ok(shell) if start => {
-                    self.metrics.cold_phase(service, "spawn", shell.prepare_time.as_secs_f64());
-                    Some(shell)
-                }
-                Ok(shell) if !svc.removed => {
-                    svc.shells.push(shell);
-                    None
-                }
                 Ok(shell) => {
-                    shell.kill();
-                    None
+                    if start {
+                        self.metrics.cold_phase(service, "spawn", shell.prepare_time.as_secs_f64());
+                    }
+                    svc.prepared(shell, start)
                 }
                 Err(e) => {
-                    if start {
-                        svc.starting = svc.starting.saturating_sub(1);
-                    }
                     tracing::error!(service, "instance failed to start: {e}");
-                    svc.logs.push(&instance_name(service, id), &format!("failed to start: {e}"));
-                    svc.crashed(&e.to_string(), Instant::now());
+                    svc.logs().push(&instance_name(service, id), &format!("failed to start: {e}"));
+                    svc.prepare_failed(start, &e.to_string(), Instant::now());
                     self.metrics.crash(service);
-                    // Nothing else is coming for the waiting requests: answer them now.
-                    let serving = svc.instances.iter().any(|i| i.state == State::Ready);
-                    if svc.starting == 0 && !serving {
-                        svc.waiters.clear();
-                    }
                     None
                 }
             }
@@ -438,7 +412,7 @@ impl Orchestrator {
                 todo.push((name.clone(), actions));
             }
         }
-        services.retain(|_, s| !(s.removed && s.instances.is_empty() && s.starting == 0));
+        services.retain(|_, s| !s.is_gone());
         drop(services);
         for (name, actions) in todo {
             self.run_actions(&name, actions);
@@ -450,15 +424,15 @@ impl Orchestrator {
         let now = Instant::now();
         self.lock()
             .values()
-            .filter(|s| !s.removed)
+            .filter(|s| !s.is_removed())
             .map(|s| ServiceInfo {
-                spec: s.spec.clone(),
-                image: s.launch.image.clone(),
+                spec: s.spec().clone(),
+                image: s.launch().image.clone(),
                 instances: s.counts().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
-                queued: s.waiters.len(),
-                cold_starts: s.cold_starts,
+                queued: s.queued(),
+                cold_starts: s.cold_starts(),
                 backoff_seconds: s.backoff_left(now).map_or(0.0, |d| d.as_secs_f64()),
-                last_crash: s.last_crash.clone(),
+                last_crash: s.last_crash().map(str::to_owned),
             })
             .collect()
     }
@@ -468,16 +442,11 @@ impl Orchestrator {
         let now = Instant::now();
         let mut out = Vec::new();
         for (name, svc) in self.lock().iter() {
-            for i in &svc.instances {
+            for i in svc.instances() {
                 out.push(InstanceInfo {
                     service: name.clone(),
                     name: instance_name(name, i.run.id),
-                    state: match i.state {
-                        State::Ready => "ready",
-                        State::Draining => "draining",
-                        State::Failed(_) => "failed",
-                    }
-                    .into(),
+                    state: i.state.name().into(),
                     age_seconds: now.duration_since(i.started).as_secs_f64(),
                     requests: i.served,
                     in_flight: i.in_flight,
@@ -485,7 +454,7 @@ impl Orchestrator {
                     addr: i.run.addr.to_string(),
                 });
             }
-            for s in &svc.shells {
+            for s in svc.shells() {
                 out.push(InstanceInfo {
                     service: name.clone(),
                     name: instance_name(name, s.id),
@@ -503,12 +472,12 @@ impl Orchestrator {
 
     /// The last `lines` log lines of `service`.
     pub fn logs(&self, service: &str, lines: usize) -> Option<Vec<String>> {
-        self.lock().get(service).map(|s| s.logs.tail(lines))
+        self.lock().get(service).map(|s| s.logs().tail(lines))
     }
 
     /// Whether `service`'s mode is per-request.
     pub fn is_per_request(&self, service: &str) -> bool {
-        self.lock().get(service).is_some_and(|s| s.spec.mode == Mode::PerRequest)
+        self.lock().get(service).is_some_and(|s| s.spec().mode == Mode::PerRequest)
     }
 
     /// Stops taking requests, waits (up to `grace`) for those in flight, then destroys every
@@ -516,12 +485,11 @@ impl Orchestrator {
     pub async fn shutdown(self: &Arc<Self>, grace: Duration) {
         self.shutting_down.store(true, Ordering::Release);
         for svc in self.lock().values_mut() {
-            svc.waiters.clear();
+            svc.clear_waiters();
         }
         let deadline = Instant::now() + grace;
         loop {
-            let busy: u32 =
-                self.lock().values().flat_map(|s| s.instances.iter()).map(|i| i.in_flight).sum();
+            let busy: u32 = self.lock().values().map(Service::in_flight).sum();
             if busy == 0 || Instant::now() >= deadline {
                 break;
             }
@@ -529,20 +497,9 @@ impl Orchestrator {
         }
         let pids: Vec<u32> = {
             let mut services = self.lock();
-            let pids = services
-                .values()
-                .flat_map(|s| {
-                    s.instances
-                        .iter()
-                        .filter_map(|i| i.run.pid)
-                        .chain(s.shells.iter().filter_map(|s| s.pid))
-                })
-                .collect();
+            let pids = services.values().flat_map(Service::pids).collect();
             for svc in services.values_mut() {
-                svc.instances.clear();
-                for shell in svc.shells.drain(..) {
-                    shell.kill();
-                }
+                svc.destroy_all();
             }
             pids
         };

@@ -6,9 +6,12 @@
 
 use crate::config::{Mode, ServiceSpec};
 use crate::instance::{Launch, Running, Shell};
+pub use crate::lease::{Failure, Lease};
+#[cfg(test)]
+use crate::lifecycle::FAILED_GRACE;
+pub use crate::lifecycle::{Event, Instance, State};
 use crate::logs::LogBuffer;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -17,172 +20,6 @@ use tokio::sync::oneshot;
 const CRASH_LOOP: usize = 3;
 const CRASH_WINDOW: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// The right to send one request to one instance. It gives itself back when dropped, however
-/// the request ends (answered, failed, or abandoned by a client that went away), so no exit
-/// path can leak an instance's capacity: see [`Lease::fail`] for an instance that misbehaved.
-#[derive(Debug)]
-pub struct Lease {
-    /// The service.
-    pub service: String,
-    /// The instance.
-    pub id: u64,
-    /// Where to send the request.
-    pub addr: SocketAddr,
-    /// Set when the request waited for this instance to start: when it started waiting.
-    pub cold_since: Option<Instant>,
-    /// When the instance's guest was started.
-    pub started: Instant,
-    /// The gateway's connections to the instance.
-    pub pool: std::sync::Arc<crate::upstream::ConnPool>,
-    /// Where the lease goes back to when dropped (`None`: nowhere, e.g. in unit tests, or
-    /// after it was undone by the service itself).
-    home: Option<Weak<crate::orchestrator::Orchestrator>>,
-    /// The instance's monitor process.
-    pub pid: Option<u32>,
-    /// Why the instance failed this request, if it did: it is taken out of rotation.
-    failure: Option<Failure>,
-}
-
-/// How an instance failed a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Its monitor process exited (seen by the gateway before the exit is reaped): a crash.
-    Crashed,
-    /// It misbehaved (`why`) but its process lives: destroyed, not counted as a crash.
-    Unhealthy(&'static str),
-}
-
-impl Lease {
-    /// Marks the instance as having failed this request (`why`): when the lease goes back, the
-    /// instance takes no more requests and is destroyed. Not a crash: a crash is counted when
-    /// its monitor process exits on its own.
-    pub fn fail(&mut self, why: &'static str) {
-        self.failure = Some(Failure::Unhealthy(why));
-    }
-
-    /// Marks the instance as crashed: its monitor process was seen to exit during the request.
-    /// The crash is counted at once (a crash loop is seen before the exit is reaped), once.
-    pub fn crashed(&mut self) {
-        self.failure = Some(Failure::Crashed);
-    }
-
-    /// Forgets where the lease goes back to (the service already took its count back).
-    fn disarm(mut self) {
-        self.home = None;
-    }
-}
-
-#[cfg(test)]
-impl Lease {
-    /// A lease on the instance at `addr` that goes back nowhere (for tests of the request path).
-    pub(crate) fn detached(
-        addr: SocketAddr,
-        pool: std::sync::Arc<crate::upstream::ConnPool>,
-    ) -> Lease {
-        Lease {
-            service: "test".into(),
-            id: 0,
-            addr,
-            cold_since: None,
-            started: Instant::now(),
-            pool,
-            pid: None,
-            home: None,
-            failure: None,
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let Some(orch) = self.home.take().and_then(|home| home.upgrade()) else { return };
-        orch.give_back(self, self.failure);
-    }
-}
-
-/// Lifecycle of a started instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Taking requests.
-    Ready,
-    /// Finishing its requests; destroyed when it has none (update, lifetime, removal).
-    Draining,
-    /// Failed to answer at this moment: takes no requests; its exit is awaited (a crash is
-    /// recorded when the process ends on its own), and if it lingers it is destroyed.
-    Failed(Instant),
-}
-
-/// How long a failed instance may linger before it is destroyed.
-const FAILED_GRACE: Duration = Duration::from_secs(2);
-
-/// What can happen to a started instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
-    /// Take no new requests and finish those in flight (an update, a removal, its lifetime).
-    Drain,
-    /// It failed a request, or was seen to stop: no more requests, destroyed soon.
-    Fail,
-}
-
-impl State {
-    /// The one place where an instance's state changes: the state after `event` at `now`. A
-    /// failed instance stays failed (its grace period is not restarted); a draining one never
-    /// takes requests again.
-    pub fn after(self, event: Event, now: Instant) -> State {
-        match (self, event) {
-            (State::Failed(since), _) => State::Failed(since),
-            (_, Event::Fail) => State::Failed(now),
-            (State::Ready | State::Draining, Event::Drain) => State::Draining,
-        }
-    }
-
-    /// Whether it takes new requests.
-    pub fn takes_requests(self) -> bool {
-        self == State::Ready
-    }
-
-    /// Whether an instance in this state with `in_flight` requests is done with at `now`:
-    /// drained, or failed for longer than [`FAILED_GRACE`].
-    pub fn finished(self, in_flight: u32, now: Instant) -> bool {
-        match self {
-            State::Ready => false,
-            State::Draining => in_flight == 0,
-            State::Failed(since) => now.duration_since(since) >= FAILED_GRACE,
-        }
-    }
-
-    /// Its name in listings and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Ready => "ready",
-            State::Draining => "draining",
-            State::Failed(_) => "failed",
-        }
-    }
-}
-
-/// A started instance.
-pub struct Instance {
-    /// The process.
-    pub run: Running,
-    /// Lifecycle state.
-    pub state: State,
-    /// Requests in flight.
-    pub in_flight: u32,
-    /// Requests answered.
-    pub served: u64,
-    /// When the guest was started.
-    pub started: Instant,
-    /// When it last finished a request (or started).
-    pub last_active: Instant,
-    /// Reserved for one request (per-request mode).
-    pub exclusive: bool,
-    /// The gateway's idle connections to it (closed when it goes).
-    pub pool: std::sync::Arc<crate::upstream::ConnPool>,
-    /// Its crash was counted already (seen by the gateway before its exit was reaped).
-    pub crash_counted: bool,
-}
 
 /// A request waiting for capacity.
 pub struct Waiter {
@@ -203,31 +40,31 @@ pub enum Action {
 /// One service.
 pub struct Service {
     /// Its spec.
-    pub spec: ServiceSpec,
+    spec: ServiceSpec,
     /// How to start its processes.
-    pub launch: Launch,
+    launch: Launch,
     /// Its instances' console output.
-    pub logs: LogBuffer,
+    logs: LogBuffer,
     /// Started instances.
-    pub instances: Vec<Instance>,
+    instances: Vec<Instance>,
     /// Prepared shells.
-    pub shells: Vec<Shell>,
+    shells: Vec<Shell>,
     /// Shells being prepared (for warm shells).
-    pub preparing: u32,
+    preparing: u32,
     /// Instances being started (a shell going, or a process being prepared to go).
-    pub starting: u32,
+    starting: u32,
     /// Requests waiting for capacity.
-    pub waiters: VecDeque<Waiter>,
+    waiters: VecDeque<Waiter>,
     /// Recent crashes.
-    pub crashes: VecDeque<Instant>,
+    crashes: VecDeque<Instant>,
     /// No instance is started before this (crash-loop back-off).
-    pub backoff_until: Option<Instant>,
+    backoff_until: Option<Instant>,
     /// The last crash's diagnosis.
-    pub last_crash: Option<String>,
+    last_crash: Option<String>,
     /// Cold starts so far.
-    pub cold_starts: u64,
+    cold_starts: u64,
     /// Removed: takes no requests, goes when its instances are gone.
-    pub removed: bool,
+    removed: bool,
     /// The orchestrator its leases go back to.
     home: Option<Weak<crate::orchestrator::Orchestrator>>,
 }
@@ -253,6 +90,149 @@ impl Service {
         }
     }
 
+    /// Its spec.
+    pub fn spec(&self) -> &ServiceSpec {
+        &self.spec
+    }
+
+    /// How its processes are started.
+    pub fn launch(&self) -> &Launch {
+        &self.launch
+    }
+
+    /// Its instances' console output.
+    pub fn logs(&self) -> &LogBuffer {
+        &self.logs
+    }
+
+    /// Its started instances.
+    pub fn instances(&self) -> &[Instance] {
+        &self.instances
+    }
+
+    /// Its prepared shells.
+    pub fn shells(&self) -> &[Shell] {
+        &self.shells
+    }
+
+    /// Requests waiting for capacity.
+    pub fn queued(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Cold starts so far.
+    pub fn cold_starts(&self) -> u64 {
+        self.cold_starts
+    }
+
+    /// The last crash's diagnosis.
+    pub fn last_crash(&self) -> Option<&str> {
+        self.last_crash.as_deref()
+    }
+
+    /// Whether it was removed (it takes no requests and goes when its instances are gone).
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Whether it was removed and nothing of it is left.
+    pub fn is_gone(&self) -> bool {
+        self.removed && self.instances.is_empty() && self.starting == 0
+    }
+
+    /// Whether some instance takes requests.
+    pub fn serving(&self) -> bool {
+        self.instances.iter().any(|i| i.state.takes_requests())
+    }
+
+    /// Requests in flight on all its instances.
+    pub fn in_flight(&self) -> u32 {
+        self.instances.iter().map(|i| i.in_flight).sum()
+    }
+
+    /// The process ids of its instances and shells.
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        let instances = self.instances.iter().filter_map(|i| i.run.pid);
+        instances.chain(self.shells.iter().filter_map(|s| s.pid))
+    }
+
+    /// Takes over `old`'s instances (drained: they finish their requests) and waiting requests,
+    /// when `old` is replaced by this new version.
+    pub fn take_over(&mut self, mut old: Service) {
+        old.drain_all();
+        self.instances = std::mem::take(&mut old.instances);
+        self.waiters = std::mem::take(&mut old.waiters);
+    }
+
+    /// Takes it out of service: no new requests, its instances finish theirs and go.
+    pub fn remove(&mut self) {
+        self.removed = true;
+        self.drain_all();
+        self.waiters.clear();
+    }
+
+    /// Answers every waiting request at once (with an error: they are dropped).
+    pub fn clear_waiters(&mut self) {
+        self.waiters.clear();
+    }
+
+    /// Queues a request for capacity, unless `queue_limit` requests already wait (requests
+    /// whose clients went away give their places back first). Returns how long it may wait.
+    pub fn enqueue(&mut self, tx: oneshot::Sender<Lease>, now: Instant) -> Option<Duration> {
+        let limit = self.spec.queue_limit as usize;
+        if self.waiters.len() >= limit {
+            self.waiters.retain(|w| !w.tx.is_closed());
+        }
+        if self.waiters.len() >= limit {
+            return None;
+        }
+        self.waiters.push_back(Waiter { tx, since: now });
+        Some(Duration::from_millis(self.spec.queue_timeout_ms))
+    }
+
+    /// A shell being started (for a request) became an instance.
+    pub fn started(&mut self, run: Running, now: Instant) {
+        self.starting = self.starting.saturating_sub(1);
+        self.add_instance(run, now);
+    }
+
+    /// A shell was prepared: for a start it is returned (to go, still counted as starting);
+    /// else it is kept warm, or killed if the service was removed meanwhile.
+    pub fn prepared(&mut self, shell: Shell, start: bool) -> Option<Shell> {
+        if start {
+            return Some(shell);
+        }
+        self.preparing = self.preparing.saturating_sub(1);
+        if self.removed {
+            shell.kill();
+        } else {
+            self.shells.push(shell);
+        }
+        None
+    }
+
+    /// Preparing a process failed (`why`): counted as a crash; if nothing else is coming for
+    /// the waiting requests, they are answered now.
+    pub fn prepare_failed(&mut self, start: bool, why: &str, now: Instant) {
+        if start {
+            self.starting = self.starting.saturating_sub(1);
+        } else {
+            self.preparing = self.preparing.saturating_sub(1);
+        }
+        self.crashed(why, now);
+        if self.starting == 0 && !self.serving() {
+            self.waiters.clear();
+        }
+    }
+
+    /// Destroys every instance and shell (shutdown).
+    pub fn destroy_all(&mut self) {
+        self.instances.clear();
+        for shell in self.shells.drain(..) {
+            shell.kill();
+        }
+    }
+
     /// Makes its leases go back to `orch` when dropped.
     pub fn home(&mut self, orch: Weak<crate::orchestrator::Orchestrator>) {
         self.home = Some(orch);
@@ -261,17 +241,7 @@ impl Service {
     fn lease(&mut self, index: usize, cold_since: Option<Instant>) -> Option<Lease> {
         let instance = self.instances.get_mut(index)?;
         instance.in_flight += 1;
-        Some(Lease {
-            service: self.spec.name.clone(),
-            id: instance.run.id,
-            addr: instance.run.addr,
-            cold_since,
-            started: instance.started,
-            pool: instance.pool.clone(),
-            pid: instance.run.pid,
-            home: self.home.clone(),
-            failure: None,
-        })
+        Some(Lease::new(self.spec.name.clone(), instance, cold_since, self.home.clone()))
     }
 
     /// A lease on the least busy ready instance with room, if any (shared mode).
