@@ -227,3 +227,36 @@ fn a_failed_request_is_not_a_crash_but_an_exit_is_counted_once() {
     assert!(svc.exited(2, false, "guest faulted", now));
     assert_eq!((svc.crashes.len(), svc.last_crash.as_deref()), (1, Some("guest faulted")));
 }
+
+#[test]
+fn the_queue_is_bounded_and_gone_requests_give_their_places_back() {
+    let now = Instant::now();
+    let mut svc = service(spec(Mode::Shared, 1, 0, 1));
+    svc.spec.queue_limit = 2;
+    let (a, _ra) = oneshot::channel();
+    let (b, rb) = oneshot::channel();
+    let (c, _rc) = oneshot::channel();
+    assert!(svc.enqueue(a, now).is_some());
+    assert!(svc.enqueue(b, now).is_some());
+    assert!(svc.enqueue(c, now).is_none(), "the queue is full");
+    drop(rb);
+    let (d, _rd) = oneshot::channel();
+    let waited = svc.enqueue(d, now);
+    assert_eq!(waited, Some(Duration::from_millis(svc.spec.queue_timeout_ms)));
+    assert_eq!(svc.queued(), 2);
+}
+
+#[test]
+fn a_failed_start_answers_the_waiting_requests_only_if_nothing_else_is_coming() {
+    let now = Instant::now();
+    let mut svc = service(spec(Mode::Shared, 1, 0, 4));
+    let _waiting: Vec<_> = (0..2).map(|_| wait(&mut svc, now)).collect();
+    let mut actions = Vec::new();
+    svc.scale_up(now, &mut actions);
+    assert_eq!(svc.starting, 2);
+    svc.prepare_failed(true, "no KVM", now);
+    assert_eq!(svc.queued(), 2, "another start is still coming");
+    svc.prepare_failed(true, "no KVM", now);
+    assert_eq!((svc.queued(), svc.starting), (0, 0));
+    assert_eq!(svc.last_crash(), Some("no KVM"));
+}
