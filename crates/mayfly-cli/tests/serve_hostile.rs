@@ -4,11 +4,11 @@
 //! print without end. Each test starts its own gateway (free ports, short limits).
 
 mod common;
-#[path = "common/gateway.rs"]
-mod gateway;
+#[path = "common/hostile_gateway.rs"]
+mod hostile_gateway;
 
 use common::*;
-use gateway::*;
+use hostile_gateway::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

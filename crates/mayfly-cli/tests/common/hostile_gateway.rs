@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// The admin token of every test gateway.
-pub const TOKEN: &str = "test-token";
+pub const TOKEN: &str = "hostile-test-token-of-at-least-32-characters";
 /// How long one request may take through the gateway (a cold start included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
