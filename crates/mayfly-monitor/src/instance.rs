@@ -6,19 +6,17 @@
 
 use crate::boot_args::{ArgsBlock, ArgsError};
 use crate::guest_memory::{BadRange, GuestRam, MapError};
-use crate::image::{Image, ImageError};
+use crate::image::{Image, ImageError, LoadError};
 use crate::kvm::{KvmError, KvmVm};
 use crate::net::rings::RingError;
 use crate::net::{NetConfig, NetError, Nic};
 use crate::paging::{self, TooManyTables};
 use crate::plan::{MemoryPlan, PlanError};
 use crate::{cpu, sys};
-use linux_loader::loader::KernelLoader;
 use mayfly_abi::boot::BOOT_MAGIC;
 use mayfly_abi::manifest::Device;
 use mayfly_abi::net::NetInfo;
 use mayfly_abi::{ABI_VERSION, BootInfo, layout};
-use std::io::Cursor;
 use std::time::Duration;
 
 /// What to boot and with which resources.
@@ -62,7 +60,9 @@ pub enum BootError {
     #[error(transparent)]
     Kvm(#[from] KvmError),
     #[error("loading the image into guest memory failed: {0}")]
-    Load(String),
+    Load(#[from] LoadError),
+    #[error("arming the guest's time limit failed: {0}")]
+    Timer(std::io::Error),
     #[error("writing boot data into guest memory failed: {0}")]
     Write(#[from] BadRange),
     #[error("reading host entropy failed: {0}")]
@@ -118,8 +118,7 @@ impl Instance {
         let args = ArgsBlock::encode(&config.args, &config.env)?;
 
         let ram = GuestRam::new(config.mem_size)?;
-        linux_loader::loader::elf::Elf::load(ram.mmap(), None, &mut Cursor::new(image_bytes), None)
-            .map_err(|e| BootError::Load(e.to_string()))?;
+        image.load(image_bytes, &ram)?;
         for table in &tables.tables {
             let bytes: Vec<u8> = table.entries.iter().flat_map(|e| e.to_le_bytes()).collect();
             ram.write_bytes(table.addr, &bytes)?;

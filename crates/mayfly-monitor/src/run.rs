@@ -60,7 +60,7 @@ impl Instance {
         self.write_boot_info()?;
         let deadline = self.timeout.map(|t| (Instant::now() + t, t));
         if let Some((_, after)) = deadline {
-            sys::arm_timeout(after).map_err(|e| BootError::Load(format!("arming timer: {e}")))?;
+            sys::arm_timeout(after).map_err(BootError::Timer)?;
         }
         self.enter_sandbox()?;
         let mut timings = Timings { entered_ns: sys::monotonic_ns(), ..Timings::default() };

@@ -18,7 +18,13 @@ fn image(segments: &[(u64, u64, SegmentFlags)]) -> Image {
         entry: segments.first().map_or(layout::IMAGE_BASE, |s| s.0),
         segments: segments
             .iter()
-            .map(|&(start, mem_size, flags)| Segment { start, mem_size, flags })
+            .map(|&(start, mem_size, flags)| Segment {
+                start,
+                mem_size,
+                file_offset: 0,
+                file_size: 0,
+                flags,
+            })
             .collect(),
         manifest: Manifest { abi_version: ABI_VERSION, devices: 0 },
     }
