@@ -277,7 +277,12 @@ fn loading_copies_exactly_the_validated_segments() {
     // .bss and everything outside the segments stays zero.
     assert!(ram.read_bytes(DATA + 0x40, 0x2000 - 0x40).unwrap().iter().all(|b| *b == 0));
     assert!(ram.read_bytes(TEXT + 0x100, 0x100).unwrap().iter().all(|b| *b == 0));
-    assert!(ram.read_bytes(0, layout::RESERVED_END as usize).unwrap().iter().all(|b| *b == 0));
+    assert!(
+        ram.read_bytes(0, usize::try_from(layout::RESERVED_END).unwrap())
+            .unwrap()
+            .iter()
+            .all(|b| *b == 0)
+    );
     // Other bytes than those validated are refused, not read out of bounds.
     assert_eq!(image.load(&bytes[..100], &ram), Err(LoadError::NotTheParsedFile));
 }
