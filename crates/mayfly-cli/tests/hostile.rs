@@ -49,6 +49,15 @@ fn hypercall_arguments_outside_memory_or_in_the_reserved_area_stop_the_guest() {
 }
 
 #[test]
+fn wait_results_are_never_written_into_read_only_guest_memory() {
+    expect(
+        "wait-args-in-text",
+        139,
+        "are not in the guest's read-write memory (the monitor writes the result there)",
+    );
+}
+
+#[test]
 fn an_absurd_message_pointer_and_length_are_refused() {
     expect(
         "absurd-message",

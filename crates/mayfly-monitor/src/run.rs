@@ -82,7 +82,15 @@ impl Instance {
                 ))),
                 Exit::MmioWrite { addr, data, size } => {
                     timings.first_hypercall_ns.get_or_insert_with(sys::monotonic_ns);
-                    hypercalls::dispatch(&self.ram, addr, data, size, deadline, self.nic.as_mut())
+                    hypercalls::dispatch(
+                        &self.ram,
+                        &self.plan,
+                        addr,
+                        data,
+                        size,
+                        deadline,
+                        self.nic.as_mut(),
+                    )
                 }
                 Exit::Interrupted => match deadline {
                     Some((at, after)) if Instant::now() >= at => {
