@@ -116,3 +116,19 @@ fn exhausting_memory_is_a_reported_panic_and_the_host_memory_stays_bounded() {
     let rss = peak_rss_kib(&run);
     assert!(rss < (32 + 8) * 1024, "peak RSS {rss} KiB");
 }
+
+#[test]
+fn a_guest_exit_status_is_not_dressed_up_as_a_monitor_verdict() {
+    // The status is the guest's to choose; only the monitor's stderr line says it stopped it.
+    let image = guest_image("tests/guests/hostile");
+    for code in [124, 139, 152, 159] {
+        let arg = code.to_string();
+        let run = run_image(&image, &["--timeout", "10"], &["exit-with", &arg]);
+        assert_eq!(run.status, Some(code), "{}", run.stderr);
+        assert!(run.stderr.is_empty(), "exit {code} printed a verdict: {:?}", run.stderr);
+    }
+    // The monitor's own verdict for the same status says so.
+    let run = hostile(&["--timeout", "1"], "hypercall-flood");
+    assert_eq!(run.status, Some(124), "{}", run.stderr);
+    assert!(diagnosis(&run).starts_with("mayfly: guest stopped: time limit"), "{}", run.stderr);
+}

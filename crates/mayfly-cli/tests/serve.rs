@@ -601,6 +601,34 @@ fn every_crash_diagnosis_reaches_last_crash_and_the_log() {
     assert!(lost.is_empty(), "diagnoses lost for {} of {SERVICES} crashes: {lost:#?}", lost.len());
 }
 
+/// A guest that exits on its own with the status the monitor uses for a verdict (124 timeout,
+/// 139 fault, 152 CPU limit) is recorded as exiting, not as stopped by the monitor.
+#[test]
+fn a_guest_exit_status_does_not_impersonate_a_monitor_verdict() {
+    const HOSTILE: &str = "tests/guests/hostile";
+    let services: String = [124, 139, 152]
+        .iter()
+        .map(|code| {
+            let extra = format!(
+                "host = \"e{code}.test\"\nwarm_shells = 0\nargs = [\"exit-with\", \"{code}\"]"
+            );
+            service(&format!("e{code}"), HOSTILE, &extra)
+        })
+        .collect();
+    let gw = Gateway::start("exit-verdicts", &services);
+    for code in [124, 139, 152] {
+        let name = format!("e{code}");
+        let host = format!("e{code}.test");
+        let reply = gw.request("GET", "/", &[("Host", &host)], b"");
+        assert_eq!(reply.status, 502, "{name}: {reply:?}");
+        gw.wait_until(&format!("{name}: the exit is noticed"), Duration::from_secs(5), || {
+            gw.instances(&name).is_empty()
+        });
+        let crash = gw.service(&name)["last_crash"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(crash, format!("guest exited with status {code}"), "{name}");
+    }
+}
+
 #[test]
 fn unknown_routes_get_404() {
     let gw = Gateway::start("unknown-routes", &hello_service("warm_shells = 0"));

@@ -8,7 +8,6 @@
 
 use crate::logs::LogBuffer;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -279,13 +278,30 @@ async fn watch(
     let by_our_kill = kill_requested
         && status.is_some_and(|s| std::os::unix::process::ExitStatusExt::signal(&s) == Some(9));
     let service = name.rsplit_once('-').map_or(name.as_str(), |(s, _)| s).to_owned();
+    let code = status.and_then(|s| s.code());
+    let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
     let _ = exits.send(Exited {
         id,
         service,
         killed: by_our_kill,
-        code: status.and_then(|s| s.code()),
-        last_words,
+        code,
+        last_words: stop_cause(last_words, code, signal),
     });
+}
+
+/// Why a monitor ended, for `last_crash` and the log: the monitor's own last line on stderr,
+/// which only the monitor writes (the guest's console is stdout). Without one, the guest
+/// ended on its own, and its status is only a number it chose: a guest exiting 124 or 139
+/// did not time out or fault, so the exit number is never read as a verdict.
+fn stop_cause(last_words: String, code: Option<i32>, signal: Option<i32>) -> String {
+    if !last_words.is_empty() {
+        return last_words;
+    }
+    match (code, signal) {
+        (Some(code), _) => format!("guest exited with status {code}"),
+        (None, Some(signal)) => format!("monitor killed by signal {signal}"),
+        (None, None) => "monitor ended (status unknown)".to_owned(),
+    }
 }
 
 /// The resident memory of process `pid`, KiB (from /proc).
@@ -295,7 +311,21 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Whether `path` looks like an image (exists and is a file).
-pub fn image_exists(path: &Path) -> bool {
-    path.is_file()
+#[cfg(test)]
+mod tests {
+    use super::stop_cause;
+
+    #[test]
+    fn a_guest_exit_status_is_never_read_as_a_monitor_verdict() {
+        for code in [124, 139, 152, 159] {
+            let cause = stop_cause(String::new(), Some(code), None);
+            assert_eq!(cause, format!("guest exited with status {code}"));
+            for verdict in ["time limit", "fault", "CPU time", "seccomp", "stopped"] {
+                assert!(!cause.contains(verdict), "{cause:?} reads as {verdict:?}");
+            }
+        }
+        let timeout = "mayfly: guest stopped: time limit of 1.000 s reached";
+        assert_eq!(stop_cause(timeout.to_owned(), Some(124), None), timeout);
+        assert_eq!(stop_cause(String::new(), None, Some(9)), "monitor killed by signal 9");
+    }
 }
