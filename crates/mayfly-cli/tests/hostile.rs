@@ -132,3 +132,58 @@ fn a_guest_exit_status_is_not_dressed_up_as_a_monitor_verdict() {
     assert_eq!(run.status, Some(124), "{}", run.stderr);
     assert!(diagnosis(&run).starts_with("mayfly: guest stopped: time limit"), "{}", run.stderr);
 }
+
+/// Boots the hostile guest (which declares a NIC) with `options`, making the forbidden call
+/// `call` once the filter is installed; returns the run.
+fn selftest(options: &[&str], call: &str) -> Run {
+    require_kvm();
+    let image = guest_image("tests/guests/hostile");
+    let mut all = vec!["--timeout", "10", "--sandbox-selftest", call];
+    all.extend_from_slice(options);
+    run_image(&image, &all, &["exit-with", "0"])
+}
+
+fn assert_stopped(run: &Run, what: &str, number: u32) {
+    assert_eq!(run.status, Some(159), "{what}: stdout {} stderr {}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{what}: {}", run.stderr);
+    // The report is the last line (`--publish` prints the published address before).
+    let last = run.stderr.lines().last().unwrap_or_default();
+    let report = format!(
+        "mayfly: monitor stopped by its seccomp filter: system call {number} is not in its \
+         allowlist"
+    );
+    assert!(last.starts_with(&report), "{what}: {:?}", run.stderr);
+}
+
+#[test]
+fn every_filtered_call_is_stopped_in_its_forbidden_variant_and_reported() {
+    // (self-test, system call number) without any network grant.
+    let forbidden = [
+        ("getppid", 110),
+        ("ioctl", 16),
+        ("mmap-exec", 9),
+        ("fcntl", 72),
+        ("open", 257),
+        ("socket-tcp", 41),
+        ("socket-udp", 41),
+        ("socket-unix", 41),
+        ("connect", 42),
+    ];
+    for (call, number) in forbidden {
+        assert_stopped(&selftest(&[], call), call, number);
+    }
+}
+
+#[test]
+fn the_filter_follows_the_instance_s_network_grants() {
+    // Published ports only: still no socket or connect of its own.
+    let publish = ["--publish", "127.0.0.1:0:80"];
+    assert_stopped(&selftest(&publish, "socket-tcp"), "socket-tcp with --publish", 41);
+    assert_stopped(&selftest(&publish, "connect"), "connect with --publish", 42);
+    // An outbound grant allows exactly a non-blocking IPv4 TCP socket: not UDP, not Unix.
+    let outbound = ["--allow-host-port", "9"];
+    assert_stopped(&selftest(&outbound, "socket-udp"), "socket-udp with a grant", 41);
+    assert_stopped(&selftest(&outbound, "socket-unix"), "socket-unix with a grant", 41);
+    let allowed = selftest(&outbound, "socket-tcp");
+    assert_eq!(allowed.status, Some(0), "the granted socket is allowed: {}", allowed.stderr);
+}

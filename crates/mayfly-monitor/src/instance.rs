@@ -35,9 +35,9 @@ pub struct VmConfig {
     pub net: Option<NetConfig>,
     /// Run the guest under the monitor's seccomp filter (see `sandbox`).
     pub sandbox: bool,
-    /// Test hook: make a forbidden system call once sandboxed.
+    /// Test hook: make this forbidden system call once sandboxed.
     #[doc(hidden)]
-    pub seccomp_selftest: bool,
+    pub sandbox_selftest: Option<crate::sandbox::SelfTest>,
     /// Most bytes of console output the guest may write (stopped past it), if limited.
     pub console_limit: Option<u64>,
     /// Most bytes of console output per second shown (the excess is dropped), if limited.
@@ -94,7 +94,8 @@ pub struct Instance {
     pub(crate) net_info: NetInfo,
     pub(crate) entropy: [u8; 32],
     pub(crate) sandbox: bool,
-    pub(crate) seccomp_selftest: bool,
+    pub(crate) sandbox_selftest: Option<crate::sandbox::SelfTest>,
+    pub(crate) grants: crate::sandbox::Grants,
     pub(crate) sandboxed: bool,
     pub(crate) console_limit: Option<u64>,
     pub(crate) console_left: u64,
@@ -144,6 +145,17 @@ impl Instance {
             None => (None, NetInfo::default()),
         };
 
+        // The filter follows the instance: socket calls only for what it was granted.
+        let grants = match (&nic, &config.net) {
+            (Some(_), Some(NetConfig::User { publish, allow_host_ports, .. })) => {
+                crate::sandbox::Grants {
+                    published: !publish.is_empty(),
+                    outbound: !allow_host_ports.is_empty(),
+                }
+            }
+            _ => crate::sandbox::Grants::default(),
+        };
+
         let vm = KvmVm::new(&ram)?;
         let vcpu_err = |what| move |source| KvmError::Ioctl { what, cause: source };
         // Every field that matters is set here, so the vCPU's reset state need not be read
@@ -167,7 +179,8 @@ impl Instance {
             net_info,
             entropy,
             sandbox: config.sandbox,
-            seccomp_selftest: config.seccomp_selftest,
+            sandbox_selftest: config.sandbox_selftest,
+            grants,
             sandboxed: false,
             console_limit: config.console_limit,
             console_left: config.console_limit.unwrap_or(u64::MAX),

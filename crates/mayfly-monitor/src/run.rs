@@ -151,10 +151,10 @@ impl Instance {
     /// path to the guest's first instruction, e.g. before waiting on standby.
     pub fn enter_sandbox(&mut self) -> Result<(), BootError> {
         if self.sandbox && !self.sandboxed {
-            crate::sandbox::enter()?;
+            crate::sandbox::enter(self.grants)?;
             self.sandboxed = true;
-            if self.seccomp_selftest {
-                sys::forbidden_call();
+            if let Some(test) = self.sandbox_selftest {
+                sys::forbidden_call(test);
             }
         }
         Ok(())

@@ -184,11 +184,58 @@ pub fn report_sigsys(status: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Makes a system call the sandbox forbids (`getppid`), for the sandbox's test.
-pub fn forbidden_call() {
-    // SAFETY: getppid has no arguments and no memory effects.
-    unsafe { libc::getppid() };
+/// Makes the forbidden call `test` names, for the sandbox's self-test: once the filter is
+/// installed, the SIGSYS reporter ends the process before this returns.
+pub fn forbidden_call(test: crate::sandbox::SelfTest) {
+    use crate::sandbox::SelfTest;
+    let unix_stream = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    // SAFETY: each call gets valid arguments or none that it dereferences (a null address of
+    // length 0 for connect, a live winsize for TIOCGWINSZ, a NUL-terminated path for openat);
+    // descriptors created (if the filter failed to stop the call) are closed at once.
+    unsafe {
+        let fd = match test {
+            SelfTest::Getppid => {
+                libc::getppid();
+                -1
+            }
+            SelfTest::Ioctl => {
+                let mut size: libc::winsize = std::mem::zeroed();
+                libc::ioctl(1, libc::TIOCGWINSZ, &mut size);
+                -1
+            }
+            SelfTest::SocketTcp => libc::socket(libc::AF_INET, OUTBOUND_SOCKET_TYPE, 0),
+            SelfTest::SocketUdp => {
+                libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+            }
+            SelfTest::SocketUnix => libc::socket(libc::AF_UNIX, unix_stream, 0),
+            SelfTest::Connect => {
+                libc::connect(-1, std::ptr::null(), 0);
+                -1
+            }
+            SelfTest::MmapExec => {
+                let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+                let rx = libc::PROT_READ | libc::PROT_EXEC;
+                let at = libc::mmap(std::ptr::null_mut(), 4096, rx, flags, -1, 0);
+                if at != libc::MAP_FAILED {
+                    libc::munmap(at, 4096);
+                }
+                -1
+            }
+            SelfTest::Fcntl => {
+                libc::fcntl(1, libc::F_GETFL);
+                -1
+            }
+            SelfTest::Open => libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC),
+        };
+        if fd >= 0 {
+            libc::close(fd);
+        }
+    }
 }
+
+/// The socket type of outbound connections (the only one the sandbox lets `socket` create).
+pub const OUTBOUND_SOCKET_TYPE: libc::c_int =
+    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
 
 /// Starts a TCP connection to `addr:port` on a new non-blocking socket and returns at once
 /// (the connection is usually still in progress). Needs only `socket` and `connect`, which the
@@ -199,9 +246,7 @@ pub fn connect_nonblocking(
 ) -> std::io::Result<std::net::TcpStream> {
     use std::os::fd::FromRawFd;
     // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe {
-        libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
-    };
+    let fd = unsafe { libc::socket(libc::AF_INET, OUTBOUND_SOCKET_TYPE, 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -64,9 +64,10 @@ pub struct Args {
     /// Do not confine the monitor with its seccomp filter (for debugging the monitor).
     #[arg(long)]
     no_sandbox: bool,
-    /// Test hook: once sandboxed, make a forbidden system call (the filter must stop us).
-    #[arg(long, hide = true)]
-    seccomp_selftest: bool,
+    /// Test hook: once sandboxed, make this forbidden system call (the filter must stop us):
+    /// getppid, ioctl, socket-tcp, socket-udp, socket-unix, connect, mmap-exec, fcntl, open.
+    #[arg(long, hide = true, value_name = "CALL")]
+    sandbox_selftest: Option<mayfly_monitor::sandbox::SelfTest>,
     /// Arguments for the guest.
     #[arg(last = true)]
     guest_args: Vec<String>,
@@ -182,7 +183,7 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         env: args.env.clone(),
         net,
         sandbox: !args.no_sandbox,
-        seccomp_selftest: args.seccomp_selftest,
+        sandbox_selftest: args.sandbox_selftest,
         console_limit: args.console_limit,
         console_rate: args.console_rate.filter(|r| *r > 0),
     };
