@@ -151,6 +151,7 @@ impl Instance {
                 crate::sandbox::Grants {
                     published: !publish.is_empty(),
                     outbound: !allow_host_ports.is_empty(),
+                    unix_dirs: nic.as_ref().map(|n| n.unix_dirs.clone()).unwrap_or_default(),
                 }
             }
             _ => crate::sandbox::Grants::default(),

@@ -151,7 +151,7 @@ impl Instance {
     /// path to the guest's first instruction, e.g. before waiting on standby.
     pub fn enter_sandbox(&mut self) -> Result<(), BootError> {
         if self.sandbox && !self.sandboxed {
-            crate::sandbox::enter(self.grants)?;
+            crate::sandbox::enter(&self.grants)?;
             self.sandboxed = true;
             if let Some(test) = self.sandbox_selftest {
                 sys::forbidden_call(test);

@@ -60,19 +60,29 @@ pub const OUTBOUND: [(&str, i64, &str); 2] = [
     ("connect", libc::SYS_connect, "outbound connections to allowed host ports"),
 ];
 
+/// Added for an instance published on a Unix socket: removing its socket file at exit, only
+/// relative to the socket's own directory descriptor.
+pub const UNIX_SOCKET: [(&str, i64, &str); 1] = [(
+    "unlinkat",
+    libc::SYS_unlinkat,
+    "only relative to a published Unix socket's directory: removing the socket file at exit",
+)];
+
 /// What an instance was granted, and so which system calls its filter allows beyond
 /// [`ALWAYS`]: the filter follows the instance.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     /// It has published ports: [`PUBLISHED`] and [`CARRIED`].
     pub published: bool,
     /// It may connect to allowed host ports: [`OUTBOUND`] and [`CARRIED`].
     pub outbound: bool,
+    /// Directory descriptors of its published Unix sockets: [`UNIX_SOCKET`], for these only.
+    pub unix_dirs: Vec<i32>,
 }
 
 impl Grants {
     /// Every system call the filter allows for these grants, with why.
-    pub fn allowed(self) -> Vec<(&'static str, i64, &'static str)> {
+    pub fn allowed(&self) -> Vec<(&'static str, i64, &'static str)> {
         let mut all = ALWAYS.to_vec();
         if self.published {
             all.extend(PUBLISHED);
@@ -83,12 +93,16 @@ impl Grants {
         if self.outbound {
             all.extend(OUTBOUND);
         }
+        if !self.unix_dirs.is_empty() {
+            all.extend(UNIX_SOCKET);
+        }
         all
     }
 }
 
 /// The most system calls any instance is allowed.
-pub const MOST: usize = ALWAYS.len() + PUBLISHED.len() + CARRIED.len() + OUTBOUND.len();
+pub const MOST: usize =
+    ALWAYS.len() + PUBLISHED.len() + CARRIED.len() + OUTBOUND.len() + UNIX_SOCKET.len();
 
 /// A forbidden variant of a system call, made once the filter is installed (`mayfly run
 /// --sandbox-selftest CALL`, a hidden test hook): the filter must stop and report it.
@@ -163,7 +177,7 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, SandboxError> 
 }
 
 /// Builds the filter program for an instance with `grants`.
-pub fn program(grants: Grants) -> Result<BpfProgram, SandboxError> {
+pub fn program(grants: &Grants) -> Result<BpfProgram, SandboxError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, number, _) in grants.allowed() {
         rules.insert(number, Vec::new());
@@ -186,6 +200,17 @@ pub fn program(grants: Grants) -> Result<BpfProgram, SandboxError> {
             ])?],
         );
     }
+    if !grants.unix_dirs.is_empty() {
+        let in_dir = |fd: &i32| {
+            let fd = u64::try_from(*fd).unwrap_or(u64::MAX);
+            rule(vec![
+                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, fd)
+                    .map_err(|e| SandboxError(e.to_string()))?,
+            ])
+        };
+        let rules_in_dirs = grants.unix_dirs.iter().map(in_dir).collect::<Result<Vec<_>, _>>()?;
+        rules.insert(libc::SYS_unlinkat, rules_in_dirs);
+    }
     let getfd = u64::try_from(libc::F_GETFD).unwrap_or(1);
     rules.insert(libc::SYS_fcntl, vec![rule(vec![condition(1, SeccompCmpOp::Eq, getfd)?])?]);
     let exec = u64::try_from(libc::PROT_EXEC).unwrap_or(4);
@@ -197,7 +222,7 @@ pub fn program(grants: Grants) -> Result<BpfProgram, SandboxError> {
 }
 
 /// Installs the SIGSYS reporter and the filter for `grants` on this (the only) thread.
-pub fn enter(grants: Grants) -> Result<(), SandboxError> {
+pub fn enter(grants: &Grants) -> Result<(), SandboxError> {
     let program = program(grants)?;
     crate::sys::report_sigsys(EXIT_SECCOMP).map_err(|e| SandboxError(e.to_string()))?;
     seccompiler::apply_filter(&program).map_err(|e| SandboxError(e.to_string()))
@@ -227,6 +252,7 @@ mod tests {
         rows(&PUBLISHED, "published ports");
         rows(&CARRIED, "published ports or `--allow-host-port`");
         rows(&OUTBOUND, "`--allow-host-port`");
+        rows(&UNIX_SOCKET, "a `unix:` published port");
         let table_rows = section.lines().filter(|l| l.starts_with("| `")).count();
         assert_eq!(table_rows, MOST, "the table lists exactly the calls of the code");
         let count = format!("{} system calls always, at most {MOST}", ALWAYS.len());
@@ -236,7 +262,7 @@ mod tests {
     #[test]
     fn the_filter_follows_the_instance() {
         let names = |grants: Grants| -> Vec<&str> {
-            assert!(program(grants).is_ok());
+            assert!(program(&grants).is_ok());
             grants.allowed().iter().map(|(name, _, _)| *name).collect()
         };
         let none = names(Grants::default());
@@ -244,12 +270,14 @@ mod tests {
         for call in ["socket", "connect", "accept4", "recvfrom", "sendto"] {
             assert!(!none.contains(&call), "{call} allowed without any network grant");
         }
-        let published = names(Grants { published: true, outbound: false });
+        let published = names(Grants { published: true, ..Grants::default() });
         assert!(published.contains(&"accept4") && published.contains(&"sendto"));
         assert!(!published.contains(&"socket") && !published.contains(&"connect"));
-        let outbound = names(Grants { published: false, outbound: true });
+        let outbound = names(Grants { outbound: true, ..Grants::default() });
         assert!(outbound.contains(&"socket") && outbound.contains(&"connect"));
         assert!(!outbound.contains(&"accept4"));
-        assert_eq!(names(Grants { published: true, outbound: true }).len(), MOST);
+        assert!(!outbound.contains(&"unlinkat"));
+        let all = Grants { published: true, outbound: true, unix_dirs: vec![3, 4] };
+        assert_eq!(names(all).len(), MOST);
     }
 }

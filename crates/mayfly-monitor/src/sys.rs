@@ -271,6 +271,29 @@ pub fn connect_nonblocking(
     Ok(stream)
 }
 
+/// Opens directory `path` as an `O_PATH` descriptor: enough to name files relative to it
+/// (`unlinkat`), nothing else.
+pub fn open_dir_path(path: &std::path::Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)?;
+    Ok(dir.into())
+}
+
+/// Removes the file `name` in directory `dir` (`unlinkat(2)`; the one form of unlink the
+/// sandbox allows, and only relative to a published Unix socket's directory).
+pub fn unlink_at(dir: &std::os::fd::OwnedFd, name: &std::ffi::CStr) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `dir` is an open descriptor we own and `name` a NUL-terminated string, both live
+    // for the call; unlinkat reads only the string.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 static XCPU_SECONDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// SIGXCPU handler: reports the CPU-time limit and exits 152 (128 + SIGXCPU). Only

@@ -7,8 +7,11 @@
 //! listens are held by the monitor, so an instance can take requests the moment it is told to go.
 
 use crate::logs::LogBuffer;
+use crate::upstream::InstanceAddr;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -53,6 +56,37 @@ pub enum InstanceError {
     Failed(String),
     #[error("the monitor did not get ready within {PREPARE_TIMEOUT:?}")]
     Timeout,
+    #[error("cannot create the gateway's private socket directory: {0}")]
+    SocketDir(std::io::Error),
+}
+
+/// The gateway's private directory for its instances' sockets: created 0700 (only the
+/// gateway's user may enter it, so no other local user can connect to an instance around the
+/// gateway), under `$XDG_RUNTIME_DIR` if set, else the temporary directory; removed by
+/// [`remove_socket_dir`] at shutdown.
+pub fn socket_dir() -> std::io::Result<&'static Path> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir);
+    }
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    // Hard to guess; and creating the directory fails if anything already has its name.
+    let nonce =
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0);
+    let dir = base.join(format!("mayfly-serve-{}-{:016x}", std::process::id(), nonce));
+    // Created with 0700 at once (no window with looser rights); fails if it already exists.
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&dir)?;
+    Ok(DIR.get_or_init(|| dir))
+}
+
+/// Removes the socket directory (and any socket a killed monitor left), if it was created.
+pub fn remove_socket_dir() {
+    if let Ok(dir) = socket_dir() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// An instance's process ended: whether we asked for it, and the exit status.
@@ -75,7 +109,7 @@ pub struct Shell {
     /// Instance number (unique within the orchestrator).
     pub id: u64,
     /// Where the guest's port is published.
-    pub addr: SocketAddr,
+    pub addr: InstanceAddr,
     /// When the process was spawned.
     pub spawned: Instant,
     /// How long preparing took (spawn to standby).
@@ -100,16 +134,28 @@ impl Shell {
         cmd.arg("run").arg(&launch.image);
         // Where the guest's port will be reachable, when it is known in advance (tap).
         let mut addr = None;
+        // The published socket (user-mode networking), removed after the monitor is gone.
+        let mut socket = None;
         match &launch.tap {
             Some(tap) => {
                 cmd.arg("--net").arg(format!("tap={}", tap.name)).arg("--ip").arg(&tap.ip);
                 if let Some(gateway) = tap.gateway {
                     cmd.arg("--gateway").arg(gateway.to_string());
                 }
-                addr = tap.address().map(|(ip, _)| SocketAddr::from((ip, launch.guest_port)));
+                addr = tap
+                    .address()
+                    .map(|(ip, _)| InstanceAddr::Tcp(SocketAddr::from((ip, launch.guest_port))));
             }
             None => {
-                cmd.arg("--publish").arg(format!("127.0.0.1:0:{}", launch.guest_port));
+                // A Unix socket in the gateway's private directory, not a loopback port any
+                // local user could connect to.
+                let path =
+                    socket_dir().map_err(InstanceError::SocketDir)?.join(format!("i{id}.sock"));
+                let mut spec = std::ffi::OsString::from("unix:");
+                spec.push(&path);
+                spec.push(format!(":{}", launch.guest_port));
+                cmd.arg("--publish").arg(spec);
+                socket = Some(path);
             }
         }
         if launch.cpu_limit_s > 0 {
@@ -155,7 +201,7 @@ impl Shell {
         let ready = tokio::time::timeout(PREPARE_TIMEOUT, async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(rest) = line.strip_prefix("mayfly: publishing ") {
-                    addr = rest.split(' ').next().and_then(|a| a.parse().ok());
+                    addr = rest.split(" -> ").next().and_then(InstanceAddr::parse);
                 } else if line.starts_with("mayfly: guest attached to tap ") {
                     // The address is the tap spec's.
                 } else if line == "mayfly: standby" {
@@ -173,11 +219,13 @@ impl Shell {
             (Err(_), _) => return Err(InstanceError::Timeout),
             _ => {
                 let _ = child.wait().await;
+                remove_socket(socket.as_deref());
                 return Err(InstanceError::Failed(last));
             }
         };
         let (kill, killed) = oneshot::channel();
-        tokio::spawn(watch(id, name, child, lines, logs, killed, exits));
+        let watched = Watched { id, name, child, stderr: lines, logs, socket };
+        tokio::spawn(watch(watched, killed, exits));
         Ok(Shell {
             id,
             addr,
@@ -210,7 +258,7 @@ pub struct Running {
     /// Instance number.
     pub id: u64,
     /// Where its guest port is published.
-    pub addr: SocketAddr,
+    pub addr: InstanceAddr,
     /// The process id.
     pub pid: Option<u32>,
     _stdin: ChildStdin,
@@ -232,16 +280,31 @@ impl Drop for Running {
     }
 }
 
-/// Waits for the process to end (or to be told to kill it) and reports how it ended.
-async fn watch(
+/// Removes a published socket file a monitor left behind (it removes its own at a normal exit;
+/// a killed one cannot).
+fn remove_socket(path: Option<&Path>) {
+    if let Some(path) = path {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// A started monitor process, as its watcher needs it.
+struct Watched {
     id: u64,
     name: String,
-    mut child: Child,
-    mut stderr: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    child: Child,
+    stderr: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
     logs: LogBuffer,
+    socket: Option<PathBuf>,
+}
+
+/// Waits for the process to end (or to be told to kill it) and reports how it ended.
+async fn watch(
+    watched: Watched,
     killed: oneshot::Receiver<()>,
     exits: mpsc::UnboundedSender<Exited>,
 ) {
+    let Watched { id, name, mut child, mut stderr, logs, socket } = watched;
     let mut last_words = String::new();
     let mut kill_requested = false;
     let mut killed = std::pin::pin!(killed);
@@ -277,6 +340,7 @@ async fn watch(
     // (a guest fault, panic or exit) exits with a status even if a kill was asked meanwhile.
     let by_our_kill = kill_requested
         && status.is_some_and(|s| std::os::unix::process::ExitStatusExt::signal(&s) == Some(9));
+    remove_socket(socket.as_deref());
     let service = name.rsplit_once('-').map_or(name.as_str(), |(s, _)| s).to_owned();
     let code = status.and_then(|s| s.code());
     let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));

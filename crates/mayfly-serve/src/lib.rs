@@ -129,6 +129,7 @@ pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     orch.shutdown(Duration::from_secs(10)).await;
     let _ = gateway_task.await;
     admin_task.abort();
+    instance::remove_socket_dir();
     eprintln!("mayfly serve: stopped; every instance destroyed");
     Ok(())
 }

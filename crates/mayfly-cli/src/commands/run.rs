@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use mayfly_monitor::image::MAX_IMAGE_SIZE;
-use mayfly_monitor::net::{NetConfig, Publish};
+use mayfly_monitor::net::{HostAddr, NetConfig, Publish};
 use mayfly_monitor::{Instance, VmConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +26,8 @@ pub struct Args {
     #[arg(long)]
     timings: bool,
     /// Publish a guest TCP port on the host: `[ADDR:]HOST_PORT:GUEST_PORT` (ADDR defaults to
-    /// 127.0.0.1; HOST_PORT 0 picks a free port). No tap and no privileges needed.
+    /// 127.0.0.1; HOST_PORT 0 picks a free port), or on a Unix socket: `unix:PATH:GUEST_PORT`
+    /// (created now, removed at exit; PATH must not exist). No tap and no privileges needed.
     #[arg(long, short = 'p', value_name = "[ADDR:]HOST:GUEST", value_parser = parse_publish)]
     publish: Vec<Publish>,
     /// Let the guest connect to this host loopback port, as 10.0.2.2:PORT (repeatable).
@@ -74,18 +75,28 @@ pub struct Args {
 }
 
 fn parse_publish(spec: &str) -> Result<Publish, String> {
-    let bad = || format!("{spec:?} is not [ADDR:]HOST_PORT:GUEST_PORT (e.g. 8080:80)");
+    let bad = || {
+        format!(
+            "{spec:?} is not [ADDR:]HOST_PORT:GUEST_PORT (e.g. 8080:80) or unix:PATH:GUEST_PORT"
+        )
+    };
     let (rest, guest) = spec.rsplit_once(':').ok_or_else(bad)?;
     let guest_port: u16 = guest.parse().map_err(|_| bad())?;
+    if guest_port == 0 {
+        return Err(format!("{spec:?}: the guest port must not be 0"));
+    }
+    if let Some(path) = rest.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(format!("{spec:?}: give the Unix socket's path after `unix:`"));
+        }
+        return Ok(Publish { host: HostAddr::Unix(path.into()), guest_port });
+    }
     let (addr, host) = match rest.rsplit_once(':') {
         Some((addr, host)) => (addr.parse().map_err(|_| bad())?, host),
         None => (std::net::Ipv4Addr::LOCALHOST, rest),
     };
     let host_port: u16 = host.parse().map_err(|_| bad())?;
-    if guest_port == 0 {
-        return Err(format!("{spec:?}: the guest port must not be 0"));
-    }
-    Ok(Publish { host: std::net::SocketAddr::from((addr, host_port)), guest_port })
+    Ok(Publish { host: HostAddr::Tcp(std::net::SocketAddr::from((addr, host_port))), guest_port })
 }
 
 /// `--net tap[=NAME]`: the tap's name, if given.

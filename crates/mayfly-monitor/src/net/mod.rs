@@ -6,6 +6,7 @@
 //! guest's deadline passes (busy-polling briefly first while traffic flows). So a
 //! request/response exchange costs the guest one exit.
 
+pub mod host;
 pub mod rings;
 pub mod tap;
 pub mod usernet;
@@ -15,6 +16,7 @@ use mayfly_abi::net::{MTU, NetInfo, RING_SLOTS};
 use rings::{RingError, Rings};
 use std::time::{Duration, Instant};
 
+pub use host::HostAddr;
 pub use usernet::Publish;
 
 /// The host side of the NIC.
@@ -81,7 +83,10 @@ pub struct Nic {
     rings: Option<Rings>,
     info: NetInfo,
     /// Host addresses listened on (user-mode networking).
-    pub published: Vec<std::net::SocketAddr>,
+    pub published: Vec<HostAddr>,
+    /// Directories of published Unix sockets, as descriptors (the sandbox lets the monitor
+    /// remove its socket files through them at exit).
+    pub unix_dirs: Vec<std::os::fd::RawFd>,
     /// The tap's name (tap networking).
     pub tap_name: Option<String>,
     /// The descriptors of the last [`Nic::block`], kept to reuse the allocation.
@@ -103,6 +108,7 @@ impl Nic {
                 let net = usernet::UserNet::new(publish, allow_host_ports, *max_connections)
                     .map_err(NetError::Listen)?;
                 let published = net.local_addrs();
+                let unix_dirs = net.unix_dir_fds();
                 let info = NetInfo {
                     mac: usernet::GUEST_MAC,
                     ipv4: usernet::GUEST_IP,
@@ -115,6 +121,7 @@ impl Nic {
                     rings: None,
                     info,
                     published,
+                    unix_dirs,
                     tap_name: None,
                     fds: Vec::new(),
                     last_block_short: false,
@@ -143,6 +150,7 @@ impl Nic {
                     rings: None,
                     info,
                     published: Vec::new(),
+                    unix_dirs: Vec::new(),
                     tap_name,
                     fds: Vec::new(),
                     last_block_short: false,
