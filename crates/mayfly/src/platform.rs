@@ -271,7 +271,10 @@ unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 #[cfg(feature = "net")]
 pub mod nic {
     use core::sync::atomic::{AtomicUsize, Ordering};
-    use mayfly_abi::net::{FRAME_MAX, RING_BYTES, RING_SLOTS, slot_addr};
+    use mayfly_abi::net::{
+        FRAME_MAX, RING_BYTES, RING_SLOTS, SLOT_LEN_OFFSET, frame_addr, head_addr, slot_addr,
+        tail_addr,
+    };
 
     /// Address of the RX ring (TX follows), or 0 without a NIC.
     pub(super) static RINGS: AtomicUsize = AtomicUsize::new(0);
@@ -299,27 +302,29 @@ pub mod nic {
 
     /// Frames waiting in RX.
     pub fn rx_pending() -> u32 {
-        ring(false).map_or(0, |rx| load(rx).wrapping_sub(load(rx + 4)).min(RING_SLOTS))
+        ring(false)
+            .map_or(0, |rx| load(head_addr(rx)).wrapping_sub(load(tail_addr(rx))).min(RING_SLOTS))
     }
 
     /// Frames queued on TX that the monitor has not taken yet.
     pub fn tx_pending() -> u32 {
-        ring(true).map_or(0, |tx| load(tx).wrapping_sub(load(tx + 4)).min(RING_SLOTS))
+        ring(true)
+            .map_or(0, |tx| load(head_addr(tx)).wrapping_sub(load(tail_addr(tx))).min(RING_SLOTS))
     }
 
     /// Hands the next received frame to `f` (an empty frame if none is waiting, which the
     /// network stack drops).
     pub fn rx_consume<R>(f: impl FnOnce(&[u8]) -> R) -> R {
         let Some(rx) = ring(false).filter(|_| rx_pending() > 0) else { return f(&[]) };
-        let tail = load(rx + 4);
+        let tail = load(tail_addr(rx));
         let slot = slot_addr(rx, tail);
-        let len = (load(slot) as usize).min(FRAME_MAX);
+        let len = (load(slot + SLOT_LEN_OFFSET) as usize).min(FRAME_MAX);
         // SAFETY: the slot's frame area is `FRAME_MAX` bytes inside the RX ring and `len` is
         // clamped to it; the monitor does not write it while the guest runs, and the slice does
         // not outlive `f`.
-        let frame = unsafe { core::slice::from_raw_parts((slot + 4) as *const u8, len) };
+        let frame = unsafe { core::slice::from_raw_parts(frame_addr(slot) as *const u8, len) };
         let result = f(frame);
-        store(rx + 4, tail.wrapping_add(1));
+        store(tail_addr(rx), tail.wrapping_add(1));
         result
     }
 
@@ -335,15 +340,15 @@ pub mod nic {
         let Some(tx) = ring(true).filter(|_| tx_has_room() && len <= FRAME_MAX) else {
             return f(&mut crate::net::device::scratch(len));
         };
-        let head = load(tx);
+        let head = load(head_addr(tx));
         let slot = slot_addr(tx, head);
         // SAFETY: the slot's frame area is `FRAME_MAX >= len` bytes inside the TX ring, which
         // the monitor reads only during exits; the slice does not outlive `f`.
-        let frame = unsafe { core::slice::from_raw_parts_mut((slot + 4) as *mut u8, len) };
+        let frame = unsafe { core::slice::from_raw_parts_mut(frame_addr(slot) as *mut u8, len) };
         let result = f(frame);
         // `len <= FRAME_MAX` fits a u32.
-        store(slot, len as u32);
-        store(tx, head.wrapping_add(1));
+        store(slot + SLOT_LEN_OFFSET, len as u32);
+        store(head_addr(tx), head.wrapping_add(1));
         result
     }
 }
