@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(tail_addr(0x2000), 0x2004);
         // The length word, then the frame, fill the slot exactly.
         assert_eq!(SLOT_LEN_OFFSET + 4, SLOT_FRAME_OFFSET);
-        assert_eq!(SLOT_FRAME_OFFSET as usize + FRAME_MAX, SLOT_SIZE);
+        assert_eq!(SLOT_FRAME_OFFSET + FRAME_MAX as u64, SLOT_SIZE as u64);
         assert_eq!(frame_addr(slot_addr(0x1000, 0)), 0x1000 + SLOTS_OFFSET + 4);
         assert!(SLOTS_OFFSET >= RING_HEADER_SIZE as u64);
     }
