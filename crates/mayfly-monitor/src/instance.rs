@@ -82,9 +82,8 @@ pub enum BootError {
 
 /// A guest ready to run: memory loaded, vCPU at the entry point.
 pub struct Instance {
-    // Field order is drop order: the VM (which maps `ram`) goes before `ram`.
+    /// The VM, its vCPU and its memory.
     pub(crate) vm: KvmVm,
-    pub(crate) ram: GuestRam,
     pub(crate) plan: MemoryPlan,
     pub(crate) image: Image,
     pub(crate) args: ArgsBlock,
@@ -157,7 +156,7 @@ impl Instance {
             _ => crate::sandbox::Grants::default(),
         };
 
-        let vm = KvmVm::new(&ram)?;
+        let vm = KvmVm::new(ram)?;
         let vcpu_err = |what| move |source| KvmError::Ioctl { what, cause: source };
         // Every field that matters is set here, so the vCPU's reset state need not be read
         // (one ioctl less on the boot path); the APIC stays at its architectural default base.
@@ -170,7 +169,6 @@ impl Instance {
         let tsc_khz = vm.vcpu.get_tsc_khz().map_err(vcpu_err("KVM_GET_TSC_KHZ"))?;
         Ok(Instance {
             vm,
-            ram,
             plan,
             image,
             args,
@@ -217,7 +215,7 @@ impl Instance {
             entropy: self.entropy,
             net: self.net_info,
         };
-        self.ram.write(layout::BOOT_INFO_ADDR, info)?;
+        self.vm.ram().write(layout::BOOT_INFO_ADDR, info)?;
         Ok(())
     }
 

@@ -83,7 +83,7 @@ impl Instance {
                 Exit::MmioWrite { addr, data, size } => {
                     timings.first_hypercall_ns.get_or_insert_with(sys::monotonic_ns);
                     hypercalls::dispatch(
-                        &self.ram,
+                        self.vm.ram(),
                         &self.plan,
                         addr,
                         data,
@@ -130,7 +130,7 @@ impl Instance {
                 Step::Stop(outcome) => {
                     // Let the last frames the guest queued leave before it goes.
                     if let Some(nic) = self.nic.as_mut() {
-                        let _ = nic.pump(&self.ram);
+                        let _ = nic.pump(self.vm.ram());
                     }
                     break outcome;
                 }
@@ -185,7 +185,7 @@ impl Instance {
     /// Returns false once the guest has printed more than its console limit (what is over the
     /// limit is not written).
     fn drain_console(&mut self, console: &mut dyn Write) -> bool {
-        let Ok(len) = self.ram.read_u32(layout::CONSOLE_ADDR) else {
+        let Ok(len) = self.vm.ram().read_u32(layout::CONSOLE_ADDR) else {
             return true;
         };
         if len == 0 {
@@ -209,14 +209,14 @@ impl Instance {
             self.console_tokens -= shown as f64;
             self.console_dropped += (allowed - shown) as u64;
         }
-        if let Ok(bytes) = self.ram.read_bytes(data_addr, shown) {
+        if let Ok(bytes) = self.vm.ram().read_bytes(data_addr, shown) {
             let _ = console.write_all(&bytes);
         }
         if self.console_noted.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             self.note_dropped_console(console);
         }
         self.console_left = self.console_left.saturating_sub(len as u64);
-        let _ = self.ram.write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
+        let _ = self.vm.ram().write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
         allowed == len
     }
 
@@ -248,9 +248,9 @@ impl Instance {
             ));
         }
         let error_code = cpu::has_error_code(vector)
-            .then(|| self.ram.read_u64(layout::FAULT_FRAME_ERROR_CODE).ok())
+            .then(|| self.vm.ram().read_u64(layout::FAULT_FRAME_ERROR_CODE).ok())
             .flatten();
-        let rip = self.ram.read_u64(layout::FAULT_FRAME_RIP).unwrap_or(0);
+        let rip = self.vm.ram().read_u64(layout::FAULT_FRAME_RIP).unwrap_or(0);
         let address = (vector == 14).then_some(sregs.cr2);
         Outcome::Faulted(Fault { vector: Some(vector), rip, error_code, address })
     }

@@ -7,6 +7,8 @@
 //!   scaling decisions; [`instance`]: one monitor process (a prepared shell, then a guest).
 //! - [`gateway`]: the request path; [`admin`]: the admin API; [`metrics`], [`logs`].
 
+#![deny(unsafe_code)]
+
 pub mod admin;
 pub mod config;
 pub mod gateway;
@@ -15,6 +17,7 @@ pub mod logs;
 pub mod metrics;
 pub mod orchestrator;
 pub mod service;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod upstream;
 
