@@ -74,7 +74,14 @@ fn unknown_hypercalls_wrong_widths_and_unknown_ports_stop_the_guest() {
     expect("read-doorbell", 139, "guest read the hypercall doorbell at 0x7000; it is write-only");
     expect("unknown-port", 139, "general protection fault");
     expect("old-hypercall-port", 139, "general protection fault");
-    expect("fake-fault-report", 139, "guest");
+    // Claims a page fault (vector 14) through the exception port: refused, not believed.
+    expect("fake-fault-report", 139, "guest tried to forge an exception report");
+    expect("fake-fault-report", 139, "the report was rejected");
+    expect("fake-fault-report-imm", 139, "the report was rejected");
+    for mode in ["fake-fault-report", "fake-fault-report-imm"] {
+        let forged = diagnosis(&hostile(&[], mode));
+        assert!(!forged.contains("page fault"), "{mode}: the forgery was believed: {forged}");
+    }
 }
 
 #[test]

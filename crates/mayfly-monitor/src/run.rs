@@ -235,6 +235,25 @@ impl Instance {
         self.console_noted = Some(Instant::now());
     }
 
+    /// Whether the guest instruction at `rip` is an `out` to the exception port: `out imm8`
+    /// naming it, or `out dx` with DX holding it (an operand-size prefix allowed). Copied in
+    /// from guest memory and checked like any guest data.
+    fn writes_fault_port(&self, rip: u64) -> bool {
+        let ram = self.vm.ram();
+        let Ok(code) = ram.check_guest_range(rip, 3).and_then(|()| ram.read_bytes(rip, 3)) else {
+            return false;
+        };
+        let code = code.strip_prefix(&[0x66]).unwrap_or(&code);
+        let port = layout::FAULT_PORT;
+        match code {
+            [0xe6 | 0xe7, imm, ..] => u16::from(*imm) == port,
+            [0xee | 0xef, ..] => {
+                self.vm.vcpu.get_regs().is_ok_and(|r| r.rdx & 0xffff == u64::from(port))
+            }
+            _ => false,
+        }
+    }
+
     /// Decodes the exception the stubs reported: the frame from the exception stack (whose
     /// place is fixed), the faulting address from CR2.
     fn fault(&self, vector: u8) -> Outcome {
@@ -251,6 +270,15 @@ impl Instance {
             .then(|| self.vm.ram().read_u64(layout::FAULT_FRAME_ERROR_CODE).ok())
             .flatten();
         let rip = self.vm.ram().read_u64(layout::FAULT_FRAME_RIP).unwrap_or(0);
+        // Ring 3 has no I/O ports: a guest's own `out` to the exception port is a general
+        // protection fault, whatever vector it claims. Say that the report was refused.
+        if vector == 13 && self.writes_fault_port(rip) {
+            return Outcome::Misbehaved(format!(
+                "guest tried to forge an exception report (an `out` to the exception port {:#x} \
+                 at rip {rip:#x}); the report was rejected",
+                layout::FAULT_PORT
+            ));
+        }
         let address = (vector == 14).then_some(sregs.cr2);
         Outcome::Faulted(Fault { vector: Some(vector), rip, error_code, address })
     }

@@ -74,6 +74,8 @@ fn main() -> i32 {
             core::arch::asm!("out dx, al", in("dx") layout::FAULT_PORT, in("al") 14u8)
         },
         // The console length the monitor reads: absurd (the monitor clamps it).
+        // The stubs' own instruction form: `out imm8, al`.
+        "fake-fault-report-imm" => unsafe { core::arch::asm!("out 0xf4, al", in("al") 14u8) },
         "console-garbage" => {
             let console = mayfly::env::memory().console as usize;
             unsafe { (console as *mut u32).write_volatile(u32::MAX) };
