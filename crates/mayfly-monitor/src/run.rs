@@ -31,6 +31,8 @@ pub struct RunReport {
     pub outcome: Outcome,
     /// When things happened.
     pub timings: Timings,
+    /// Frames the NIC's backend dropped (tap: oversized from the host, spoofed from the guest).
+    pub dropped_frames: crate::net::tap::Dropped,
 }
 
 /// The first (up to) four bytes of an exit's data, little-endian, zero-extended.
@@ -143,7 +145,8 @@ impl Instance {
         self.note_dropped_console(console);
         let _ = console.flush();
         timings.stopped_ns = sys::monotonic_ns();
-        Ok(RunReport { outcome, timings })
+        let dropped_frames = self.nic.as_ref().map(|n| n.dropped()).unwrap_or_default();
+        Ok(RunReport { outcome, timings, dropped_frames })
     }
 
     /// Confines this process with the monitor's seccomp filter (once; `run` calls it too). Call

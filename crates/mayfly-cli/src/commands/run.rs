@@ -236,6 +236,14 @@ pub fn execute(args: Args) -> Result<ExitCode> {
             status_file.and_then(peak_rss_kib).unwrap_or(0)
         );
     }
+    let dropped = report.dropped_frames;
+    if dropped != Default::default() {
+        eprintln!(
+            "mayfly: tap: dropped {} oversized frames from the host and {} frames from the guest \
+             with a source address not its own",
+            dropped.oversized, dropped.spoofed
+        );
+    }
     if let Some(diagnosis) = report.outcome.diagnosis() {
         eprintln!("mayfly: {diagnosis}");
     }

@@ -38,6 +38,10 @@ pub trait Backend {
     }
     /// When the backend next needs to run even without I/O (protocol timers).
     fn next_timer(&mut self, now: Instant) -> Option<Duration>;
+    /// Frames it dropped that the guest's traffic did not make it drop (tap only).
+    fn dropped(&self) -> tap::Dropped {
+        tap::Dropped::default()
+    }
 }
 
 /// How the guest's network is connected.
@@ -128,15 +132,17 @@ impl Nic {
                 })
             }
             NetConfig::Tap { name, ip, prefix_len, gateway } => {
-                let tap = tap::Tap::open(name.as_deref()).map_err(|source| NetError::Tap {
-                    name: name.clone().unwrap_or_else(|| "mayfly%d".into()),
-                    cause: source,
-                })?;
                 // A random, locally administered, unicast MAC.
                 let mut mac = [0x02, 0, 0, 0, 0, 0];
                 for (dst, src) in mac.iter_mut().skip(1).zip(entropy.iter().skip(20)) {
                     *dst = *src;
                 }
+                let guest = tap::Identity { mac, ipv4: *ip };
+                let tap =
+                    tap::Tap::open(name.as_deref(), guest).map_err(|source| NetError::Tap {
+                        name: name.clone().unwrap_or_else(|| "mayfly%d".into()),
+                        cause: source,
+                    })?;
                 let info = NetInfo {
                     mac,
                     ipv4: *ip,
@@ -157,6 +163,11 @@ impl Nic {
                 })
             }
         }
+    }
+
+    /// Frames the backend dropped: oversized from the host, spoofed from the guest.
+    pub fn dropped(&self) -> tap::Dropped {
+        self.backend.dropped()
     }
 
     /// Places the rings at `base` in guest memory; returns what the guest is told.
