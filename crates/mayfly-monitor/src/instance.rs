@@ -96,13 +96,7 @@ pub struct Instance {
     pub(crate) sandbox_selftest: Option<crate::sandbox::SelfTest>,
     pub(crate) grants: crate::sandbox::Grants,
     pub(crate) sandboxed: bool,
-    pub(crate) console_limit: Option<u64>,
-    pub(crate) console_left: u64,
-    pub(crate) console_rate: Option<u64>,
-    pub(crate) console_tokens: f64,
-    pub(crate) console_refilled: std::time::Instant,
-    pub(crate) console_dropped: u64,
-    pub(crate) console_noted: Option<std::time::Instant>,
+    pub(crate) console: crate::console::Console,
 }
 
 impl Instance {
@@ -181,13 +175,11 @@ impl Instance {
             sandbox_selftest: config.sandbox_selftest,
             grants,
             sandboxed: false,
-            console_limit: config.console_limit,
-            console_left: config.console_limit.unwrap_or(u64::MAX),
-            console_rate: config.console_rate,
-            console_tokens: config.console_rate.unwrap_or(0) as f64,
-            console_refilled: std::time::Instant::now(),
-            console_dropped: 0,
-            console_noted: None,
+            console: crate::console::Console::new(
+                config.console_limit,
+                config.console_rate,
+                std::time::Instant::now(),
+            ),
         })
     }
 

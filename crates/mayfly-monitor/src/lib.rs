@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod boot_args;
+pub mod console;
 pub mod cpu;
 #[allow(unsafe_code)]
 pub mod guest_memory;

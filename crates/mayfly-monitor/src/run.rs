@@ -71,7 +71,7 @@ impl Instance {
             if !self.drain_console(console) {
                 break Outcome::Misbehaved(format!(
                     "console output exceeded its limit of {} bytes",
-                    self.console_limit.unwrap_or(0)
+                    self.console.limit().unwrap_or(0)
                 ));
             }
             let step = match exit {
@@ -142,7 +142,9 @@ impl Instance {
             // Disarm: later runs in this process must not be interrupted by this timer.
             let _ = sys::arm_timeout(Duration::ZERO);
         }
-        self.note_dropped_console(console);
+        if let Some(note) = self.console.note(Instant::now(), true) {
+            let _ = console.write_all(note.as_bytes());
+        }
         let _ = console.flush();
         timings.stopped_ns = sys::monotonic_ns();
         let dropped_frames = self.nic.as_ref().map(|n| n.dropped()).unwrap_or_default();
@@ -184,11 +186,12 @@ impl Instance {
         }
     }
 
-    /// Copies the guest's pending console output to `console` and empties the buffer.
-    /// Returns false once the guest has printed more than its console limit (what is over the
-    /// limit is not written).
+    /// Copies the guest's pending console output to `console` (what its limits let through)
+    /// and empties the buffer. Returns false once the guest has printed more than its console
+    /// limit (what is over the limit is not written).
     fn drain_console(&mut self, console: &mut dyn Write) -> bool {
-        let Ok(len) = self.vm.ram().read_u32(layout::CONSOLE_ADDR) else {
+        let ram = self.vm.ram();
+        let Ok(len) = ram.read_u32(layout::CONSOLE_ADDR) else {
             return true;
         };
         if len == 0 {
@@ -196,46 +199,16 @@ impl Instance {
         }
         let len = (len as usize).min(mayfly_abi::console::CONSOLE_CAPACITY);
         let data_addr = layout::CONSOLE_ADDR + mayfly_abi::console::CONSOLE_DATA_OFFSET;
-        let allowed = usize::try_from(self.console_left).unwrap_or(usize::MAX).min(len);
-        // Rate: a bucket of `rate` bytes (one second's worth), refilled continuously; what does
-        // not fit is dropped, and said so at most once a second.
-        let mut shown = allowed;
-        if let Some(rate) = self.console_rate {
-            let now = Instant::now();
-            let refill = now.duration_since(self.console_refilled).as_secs_f64() * rate as f64;
-            self.console_tokens = (self.console_tokens + refill).min(rate as f64);
-            self.console_refilled = now;
-            // `console_tokens` is in [0, rate]; float-to-int `as` saturates.
-            #[allow(clippy::cast_possible_truncation)]
-            let tokens = self.console_tokens as usize;
-            shown = allowed.min(tokens);
-            self.console_tokens -= shown as f64;
-            self.console_dropped += (allowed - shown) as u64;
-        }
-        if let Ok(bytes) = self.vm.ram().read_bytes(data_addr, shown) {
+        let now = Instant::now();
+        let admitted = self.console.admit(len, now);
+        if let Ok(bytes) = ram.read_bytes(data_addr, admitted.show) {
             let _ = console.write_all(&bytes);
         }
-        if self.console_noted.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            self.note_dropped_console(console);
+        if let Some(note) = self.console.note(now, false) {
+            let _ = console.write_all(note.as_bytes());
         }
-        self.console_left = self.console_left.saturating_sub(len as u64);
-        let _ = self.vm.ram().write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
-        allowed == len
-    }
-
-    /// Says how much console output the rate limit dropped since the last note, if any.
-    fn note_dropped_console(&mut self, console: &mut dyn Write) {
-        if self.console_dropped == 0 {
-            return;
-        }
-        let note = format!(
-            "\n[mayfly: {} bytes of console output dropped: over {} bytes/s]\n",
-            self.console_dropped,
-            self.console_rate.unwrap_or(0)
-        );
-        let _ = console.write_all(note.as_bytes());
-        self.console_dropped = 0;
-        self.console_noted = Some(Instant::now());
+        let _ = ram.write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
+        !admitted.over_limit
     }
 
     /// Whether the guest instruction at `rip` is an `out` to the exception port: `out imm8`
