@@ -33,8 +33,21 @@ fn peak_rss_kib(run: &Run) -> u64 {
         .expect("timings with peak RSS")
 }
 
+/// Guest memory of a hostile run without `--mem` (`mayfly run`'s default), MiB.
+const DEFAULT_MEM_MIB: u64 = 64;
+/// What the monitor may hold beyond its guest's memory, MiB.
+const MONITOR_OVERHEAD_MIB: u64 = 8;
+
+/// The monitor's whole footprint stayed within its guest's memory plus its own few MiB.
+fn assert_memory_bounded(run: &Run, mode: &str, mem_mib: u64) {
+    let rss = peak_rss_kib(run);
+    let bound = (mem_mib + MONITOR_OVERHEAD_MIB) * 1024;
+    assert!(rss < bound, "{mode}: peak RSS {rss} KiB, above {bound} KiB");
+}
+
 fn expect(mode: &str, status: i32, needle: &str) {
     let run = hostile(&[], mode);
+    assert_memory_bounded(&run, mode, DEFAULT_MEM_MIB);
     assert_eq!(run.status, Some(status), "{mode}: stdout {} stderr {}", run.stdout, run.stderr);
     let line = diagnosis(&run);
     assert!(line.contains(needle), "{mode}: {line:?} lacks {needle:?}");
@@ -88,6 +101,7 @@ fn unknown_hypercalls_wrong_widths_and_unknown_ports_stop_the_guest() {
 fn a_garbage_console_length_is_clamped() {
     let run = hostile(&[], "console-garbage");
     assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_memory_bounded(&run, "console-garbage", DEFAULT_MEM_MIB);
     assert!(run.stdout.contains("still alive after a garbage console length"));
     assert!(run.stdout.len() < 64 * 1024, "the clamp bounds what was printed");
 }
@@ -103,6 +117,7 @@ fn a_hypercall_flood_is_stopped_by_the_time_limit() {
     let run = hostile(&["--timeout", "1"], "hypercall-flood");
     assert_eq!(run.status, Some(124), "{}", run.stderr);
     assert!(diagnosis(&run).contains("time limit"), "{}", run.stderr);
+    assert_memory_bounded(&run, "hypercall-flood", DEFAULT_MEM_MIB);
 }
 
 #[test]
@@ -120,8 +135,7 @@ fn exhausting_memory_is_a_reported_panic_and_the_host_memory_stays_bounded() {
     assert_eq!(run.status, Some(101), "{}", run.stderr);
     assert!(diagnosis(&run).contains("memory allocation of 1048576 bytes failed"));
     // The monitor's whole footprint: at most the guest's 32 MiB plus a few MiB of its own.
-    let rss = peak_rss_kib(&run);
-    assert!(rss < (32 + 8) * 1024, "peak RSS {rss} KiB");
+    assert_memory_bounded(&run, "exhaust-memory", 32);
 }
 
 #[test]
