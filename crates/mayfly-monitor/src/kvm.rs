@@ -55,6 +55,9 @@ impl KvmVm {
             _ => KvmError::Ioctl { what: "opening the KVM device", cause: e },
         })?;
         let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
+        // /dev/kvm itself is not needed once the VM exists: close it before anything else (so
+        // that no later descriptor, the vCPU's included, coexists with it).
+        drop(kvm);
         // Two slots around the hypercall doorbell page, which must stay without memory so that
         // every guest access to it exits (see `mayfly_abi::hypercall`).
         let base = ram.host_base().unwrap_or(0);
@@ -77,8 +80,6 @@ impl KvmVm {
                 .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
         }
         let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
-        // /dev/kvm itself is not needed once the VM exists: close it before the guest runs.
-        drop(kvm);
         Ok(KvmVm { vcpu, _vm: vm, ram })
     }
 
