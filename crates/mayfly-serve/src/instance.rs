@@ -9,9 +9,8 @@
 use crate::logs::LogBuffer;
 use crate::upstream::InstanceAddr;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -58,35 +57,6 @@ pub enum InstanceError {
     Timeout,
     #[error("cannot create the gateway's private socket directory: {0}")]
     SocketDir(std::io::Error),
-}
-
-/// The gateway's private directory for its instances' sockets: created 0700 (only the
-/// gateway's user may enter it, so no other local user can connect to an instance around the
-/// gateway), under `$XDG_RUNTIME_DIR` if set, else the temporary directory; removed by
-/// [`remove_socket_dir`] at shutdown.
-pub fn socket_dir() -> std::io::Result<&'static Path> {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    if let Some(dir) = DIR.get() {
-        return Ok(dir);
-    }
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| d.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    // Hard to guess; and creating the directory fails if anything already has its name.
-    let nonce =
-        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0);
-    let dir = base.join(format!("mayfly-serve-{}-{:016x}", std::process::id(), nonce));
-    // Created with 0700 at once (no window with looser rights); fails if it already exists.
-    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&dir)?;
-    Ok(DIR.get_or_init(|| dir))
-}
-
-/// Removes the socket directory (and any socket a killed monitor left), if it was created.
-pub fn remove_socket_dir() {
-    if let Ok(dir) = socket_dir() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
 
 /// An instance's process ended: whether we asked for it, and the exit status.
@@ -149,8 +119,9 @@ impl Shell {
             None => {
                 // A Unix socket in the gateway's private directory, not a loopback port any
                 // local user could connect to.
-                let path =
-                    socket_dir().map_err(InstanceError::SocketDir)?.join(format!("i{id}.sock"));
+                let path = crate::sockets::socket_dir()
+                    .map_err(InstanceError::SocketDir)?
+                    .join(format!("i{id}.sock"));
                 let mut spec = std::ffi::OsString::from("unix:");
                 spec.push(&path);
                 spec.push(format!(":{}", launch.guest_port));
@@ -216,10 +187,14 @@ impl Shell {
         .await;
         let addr = match (ready, addr) {
             (Ok(true), Some(addr)) => addr,
-            (Err(_), _) => return Err(InstanceError::Timeout),
+            (Err(_), _) => {
+                // The monitor is killed as `child` drops; its socket file goes now.
+                crate::sockets::remove_socket(socket.as_deref());
+                return Err(InstanceError::Timeout);
+            }
             _ => {
                 let _ = child.wait().await;
-                remove_socket(socket.as_deref());
+                crate::sockets::remove_socket(socket.as_deref());
                 return Err(InstanceError::Failed(last));
             }
         };
@@ -280,14 +255,6 @@ impl Drop for Running {
     }
 }
 
-/// Removes a published socket file a monitor left behind (it removes its own at a normal exit;
-/// a killed one cannot).
-fn remove_socket(path: Option<&Path>) {
-    if let Some(path) = path {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
 /// A started monitor process, as its watcher needs it.
 struct Watched {
     id: u64,
@@ -340,7 +307,7 @@ async fn watch(
     // (a guest fault, panic or exit) exits with a status even if a kill was asked meanwhile.
     let by_our_kill = kill_requested
         && status.is_some_and(|s| std::os::unix::process::ExitStatusExt::signal(&s) == Some(9));
-    remove_socket(socket.as_deref());
+    crate::sockets::remove_socket(socket.as_deref());
     let service = name.rsplit_once('-').map_or(name.as_str(), |(s, _)| s).to_owned();
     let code = status.and_then(|s| s.code());
     let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));

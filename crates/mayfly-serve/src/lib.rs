@@ -17,6 +17,7 @@ pub mod logs;
 pub mod metrics;
 pub mod orchestrator;
 pub mod service;
+pub mod sockets;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod upstream;
@@ -132,7 +133,7 @@ pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     orch.shutdown(Duration::from_secs(10)).await;
     let _ = gateway_task.await;
     admin_task.abort();
-    instance::remove_socket_dir();
+    sockets::remove_socket_dir();
     eprintln!("mayfly serve: stopped; every instance destroyed");
     Ok(())
 }
