@@ -77,7 +77,9 @@ pub enum NetError {
          (or a persistent tap owned by you: `ip tuntap add dev <name> mode tap user $USER`)"
     )]
     Tap { name: String, cause: std::io::Error },
-    #[error("{0}; choose another host port")]
+    #[error(
+        "{0}; choose another host port (for a Unix socket: a new path in an existing directory)"
+    )]
     Listen(std::io::Error),
 }
 
