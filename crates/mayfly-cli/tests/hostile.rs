@@ -182,6 +182,7 @@ fn every_filtered_call_is_stopped_in_its_forbidden_variant_and_reported() {
     let forbidden = [
         ("getppid", 110),
         ("ioctl", 16),
+        ("ioctl-fionbio", 16),
         ("mmap-exec", 9),
         ("fcntl", 72),
         ("open", 257),
@@ -201,6 +202,8 @@ fn the_filter_follows_the_instance_s_network_grants() {
     let publish = ["--publish", "127.0.0.1:0:80"];
     assert_stopped(&selftest(&publish, "socket-tcp"), "socket-tcp with --publish", 41);
     assert_stopped(&selftest(&publish, "connect"), "connect with --publish", 42);
+    let fionbio = selftest(&publish, "ioctl-fionbio");
+    assert_eq!(fionbio.status, Some(0), "FIONBIO with published ports: {}", fionbio.stderr);
     // An outbound grant allows exactly a non-blocking IPv4 TCP socket: not UDP, not Unix.
     let outbound = ["--allow-host-port", "9"];
     assert_stopped(&selftest(&outbound, "socket-udp"), "socket-udp with a grant", 41);

@@ -23,7 +23,11 @@ pub const ALWAYS: [(&str, i64, &str); 17] = [
     ("write", libc::SYS_write, "console, diagnoses, tap frames"),
     ("close", libc::SYS_close, "finished connections"),
     ("ppoll", libc::SYS_ppoll, "waiting for I/O or a deadline in the Wait hypercall"),
-    ("ioctl", libc::SYS_ioctl, "only KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS and FIONBIO"),
+    (
+        "ioctl",
+        libc::SYS_ioctl,
+        "only KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS (and FIONBIO with published ports)",
+    ),
     ("brk", libc::SYS_brk, "heap"),
     ("mmap", libc::SYS_mmap, "heap (large blocks), never executable"),
     ("mremap", libc::SYS_mremap, "heap (growing large blocks)"),
@@ -112,6 +116,8 @@ pub enum SelfTest {
     Getppid,
     /// `ioctl(TIOCGWINSZ)` on stdout: not one of the allowed requests.
     Ioctl,
+    /// `ioctl(FIONBIO)` on stdout: allowed only with published ports.
+    IoctlFionbio,
     /// `socket(AF_INET, SOCK_STREAM)`: allowed only with an outbound grant.
     SocketTcp,
     /// `socket(AF_INET, SOCK_DGRAM)`: never (UDP is not carried).
@@ -130,9 +136,10 @@ pub enum SelfTest {
 
 impl SelfTest {
     /// Every self-test, by the name the CLI takes.
-    pub const ALL: [(&'static str, SelfTest); 9] = [
+    pub const ALL: [(&'static str, SelfTest); 10] = [
         ("getppid", SelfTest::Getppid),
         ("ioctl", SelfTest::Ioctl),
+        ("ioctl-fionbio", SelfTest::IoctlFionbio),
         ("socket-tcp", SelfTest::SocketTcp),
         ("socket-udp", SelfTest::SocketUdp),
         ("socket-unix", SelfTest::SocketUnix),
@@ -154,13 +161,14 @@ impl std::str::FromStr for SelfTest {
     }
 }
 
-/// The ioctl requests allowed.
-const IOCTLS: [u64; 4] = [
+/// The ioctl requests always allowed.
+const KVM_IOCTLS: [u64; 3] = [
     0xae80,      // KVM_RUN
     0x8090_ae81, // KVM_GET_REGS
     0x8138_ae83, // KVM_GET_SREGS
-    0x5421,      // FIONBIO
 ];
+/// Allowed with published ports: making accepted connections non-blocking.
+const FIONBIO: u64 = 0x5421;
 
 /// Why the sandbox could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -182,9 +190,12 @@ pub fn program(grants: &Grants) -> Result<BpfProgram, SandboxError> {
     for (_, number, _) in grants.allowed() {
         rules.insert(number, Vec::new());
     }
-    let ioctls = IOCTLS
+    let fionbio = grants.published.then_some(FIONBIO);
+    let ioctls = KVM_IOCTLS
         .iter()
-        .map(|&request| rule(vec![condition(1, SeccompCmpOp::Eq, request)?]))
+        .copied()
+        .chain(fionbio)
+        .map(|request| rule(vec![condition(1, SeccompCmpOp::Eq, request)?]))
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_ioctl, ioctls);
     if grants.outbound {

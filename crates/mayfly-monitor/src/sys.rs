@@ -190,7 +190,8 @@ pub fn forbidden_call(test: crate::sandbox::SelfTest) {
     use crate::sandbox::SelfTest;
     let unix_stream = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
     // SAFETY: each call gets valid arguments or none that it dereferences (a null address of
-    // length 0 for connect, a live winsize for TIOCGWINSZ, a NUL-terminated path for openat);
+    // length 0 for connect, a live winsize for TIOCGWINSZ, a live int for FIONBIO (0: leave
+    // stdout blocking), a NUL-terminated path for openat);
     // descriptors created (if the filter failed to stop the call) are closed at once.
     unsafe {
         let fd = match test {
@@ -201,6 +202,11 @@ pub fn forbidden_call(test: crate::sandbox::SelfTest) {
             SelfTest::Ioctl => {
                 let mut size: libc::winsize = std::mem::zeroed();
                 libc::ioctl(1, libc::TIOCGWINSZ, &mut size);
+                -1
+            }
+            SelfTest::IoctlFionbio => {
+                let blocking: libc::c_int = 0;
+                libc::ioctl(1, libc::FIONBIO, &blocking);
                 -1
             }
             SelfTest::SocketTcp => libc::socket(libc::AF_INET, OUTBOUND_SOCKET_TYPE, 0),

@@ -66,7 +66,8 @@ pub struct Args {
     #[arg(long)]
     no_sandbox: bool,
     /// Test hook: once sandboxed, make this forbidden system call (the filter must stop us):
-    /// getppid, ioctl, socket-tcp, socket-udp, socket-unix, connect, mmap-exec, fcntl, open.
+    /// getppid, ioctl, ioctl-fionbio, socket-tcp, socket-udp, socket-unix, connect, mmap-exec,
+    /// fcntl, open.
     #[arg(long, hide = true, value_name = "CALL")]
     sandbox_selftest: Option<mayfly_monitor::sandbox::SelfTest>,
     /// Arguments for the guest.
