@@ -144,7 +144,8 @@ extern "C" fn on_sigsys(
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; 24..28 is inside it.
     let number = unsafe { info.cast::<u8>().add(24).cast::<i32>().read_unaligned() };
     let prefix: &[u8] = b"mayfly: monitor stopped by its seccomp filter: system call ";
-    let suffix: &[u8] = b" is not in its allowlist (docs/security.md)\n";
+    let suffix: &[u8] =
+        b" is not in its allowlist, or not with these arguments (docs/security.md)\n";
     let mut digits = [0u8; 10];
     let mut n = number.unsigned_abs();
     let mut i = digits.len();
