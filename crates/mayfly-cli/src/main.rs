@@ -1,5 +1,7 @@
 //! `mayfly`: build and run Mayfly unikernels.
 
+#![deny(unsafe_code)]
+
 mod commands;
 
 use clap::{Parser, Subcommand};

@@ -176,7 +176,7 @@ fn guest_timings_are_reported_in_order() {
 fn a_forbidden_system_call_kills_the_monitor_and_is_reported() {
     require_kvm();
     let hello = guest_image("examples/hello");
-    let run = run_image(&hello, &["--seccomp-selftest"], &[]);
+    let run = run_image(&hello, &["--sandbox-selftest", "getppid"], &[]);
     assert_eq!(run.status, Some(159), "stdout {} stderr {}", run.stdout, run.stderr);
     run.assert_one_line_error("monitor stopped by its seccomp filter: system call 110");
 }

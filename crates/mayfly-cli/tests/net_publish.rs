@@ -202,3 +202,46 @@ fn connections_beyond_the_limit_are_closed_at_once() {
     assert_eq!(n, 0, "the connection over the limit was served");
     drop(open);
 }
+
+#[test]
+fn a_port_published_on_a_unix_socket_is_carried_and_its_file_removed_at_exit() {
+    require_kvm();
+    let dir = repo().join("target/test-scratch/net-publish-unix");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("echo.sock");
+    let spec = format!("unix:{}:7", path.display());
+    let mut child = mayfly()
+        .arg("run")
+        .arg(guest_image("examples/tcp-echo"))
+        .args(["--publish", &spec, "--timeout", "3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mayfly");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim_end(),
+        format!("mayfly: publishing unix:{} -> guest port 7", path.display())
+    );
+    // No TCP port: the socket file is the published address.
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(b"over unix\n").unwrap();
+    let mut reply = [0u8; 10];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"over unix\n");
+    drop(stream);
+    // At exit (here: the time limit, under the sandbox) the monitor removes the file.
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(124));
+    assert!(!path.exists(), "{} outlived the monitor", path.display());
+    // A path that exists is refused with a clear error, not replaced.
+    std::fs::write(&path, b"not a socket").unwrap();
+    let run = run_image(&guest_image("examples/tcp-echo"), &["--publish", &spec], &[]);
+    assert_eq!(run.status, Some(125), "{}", run.stderr);
+    run.assert_one_line_error("cannot listen on unix:");
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
+}

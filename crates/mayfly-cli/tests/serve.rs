@@ -601,6 +601,94 @@ fn every_crash_diagnosis_reaches_last_crash_and_the_log() {
     assert!(lost.is_empty(), "diagnoses lost for {} of {SERVICES} crashes: {lost:#?}", lost.len());
 }
 
+/// The socket inodes a process holds (from its `/proc/<pid>/fd` links `socket:[N]`).
+fn socket_inodes(pid: u32) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// The inodes of every listening TCP socket in this network namespace.
+fn tcp_listening_inodes() -> Vec<u64> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // `st` 0A is LISTEN; the inode is the tenth field.
+                    (fields.get(3) == Some(&"0A")).then(|| fields.get(9)?.parse().ok())?
+                })
+                .collect::<Vec<u64>>()
+        })
+        .collect()
+}
+
+/// Instances are private to the gateway: each monitor takes connections on a Unix socket in a
+/// directory only the gateway's user may enter, and listens on no TCP port at all.
+#[test]
+fn instances_listen_only_on_unix_sockets_in_a_private_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut gw = Gateway::start("private-instances", &hello_service("warm_shells = 1"));
+    let reply = gw.get("/hello");
+    assert_eq!((reply.status, reply.body.as_slice()), (200, GREETING), "{reply:?}");
+    let monitors = gw.monitors(&guest_image(HELLO));
+    assert!(!monitors.is_empty(), "no monitor found");
+    let listening = tcp_listening_inodes();
+    assert!(!listening.is_empty(), "the gateway itself listens on TCP");
+    for pid in &monitors {
+        let sockets = socket_inodes(*pid);
+        assert!(!sockets.is_empty(), "monitor {pid} holds no socket");
+        let tcp: Vec<&u64> = sockets.iter().filter(|i| listening.contains(i)).collect();
+        assert!(tcp.is_empty(), "monitor {pid} listens on TCP: {tcp:?}");
+    }
+    let instances = gw.instances("http-hello");
+    let addr = instances[0]["addr"].as_str().unwrap_or_default().to_owned();
+    let socket = PathBuf::from(addr.strip_prefix("unix:").expect("a Unix socket address"));
+    let dir = socket.parent().expect("the socket's directory").to_owned();
+    let mode = std::fs::metadata(&dir).expect("the socket directory").permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+    assert!(socket.exists(), "{}", socket.display());
+    // The directory goes with the gateway.
+    assert_eq!(gw.terminate(Duration::from_secs(20)), Some(0));
+    assert!(!dir.exists(), "{} outlived the gateway", dir.display());
+}
+
+/// A guest that exits on its own with the status the monitor uses for a verdict (124 timeout,
+/// 139 fault, 152 CPU limit) is recorded as exiting, not as stopped by the monitor.
+#[test]
+fn a_guest_exit_status_does_not_impersonate_a_monitor_verdict() {
+    const HOSTILE: &str = "tests/guests/hostile";
+    let services: String = [124, 139, 152]
+        .iter()
+        .map(|code| {
+            let extra = format!(
+                "host = \"e{code}.test\"\nwarm_shells = 0\nargs = [\"exit-with\", \"{code}\"]"
+            );
+            service(&format!("e{code}"), HOSTILE, &extra)
+        })
+        .collect();
+    let gw = Gateway::start("exit-verdicts", &services);
+    for code in [124, 139, 152] {
+        let name = format!("e{code}");
+        let host = format!("e{code}.test");
+        let reply = gw.request("GET", "/", &[("Host", &host)], b"");
+        assert_eq!(reply.status, 502, "{name}: {reply:?}");
+        gw.wait_until(&format!("{name}: the exit is noticed"), Duration::from_secs(5), || {
+            gw.instances(&name).is_empty()
+        });
+        let crash = gw.service(&name)["last_crash"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(crash, format!("guest exited with status {code}"), "{name}");
+    }
+}
+
 #[test]
 fn unknown_routes_get_404() {
     let gw = Gateway::start("unknown-routes", &hello_service("warm_shells = 0"));

@@ -6,12 +6,33 @@ use mayfly_abi::layout::DOORBELL_ADDR;
 use mayfly_abi::net::{FRAME_MAX, RING_BYTES, RING_SLOTS};
 use mayfly_monitor::guest_memory::GuestRam;
 use mayfly_monitor::hypercalls::{self, Step};
-use mayfly_monitor::image::Image;
+use mayfly_monitor::image::{Image, Segment, SegmentFlags};
 use mayfly_monitor::net::rings::Rings;
+use mayfly_monitor::plan::MemoryPlan;
 use proptest::prelude::*;
 
 const MEM: u64 = 8 << 20;
 const RINGS_AT: u64 = 0x40_0000;
+
+/// The memory plan of a small image (text at 1 MiB, data after it) in `MEM` bytes.
+fn plan() -> MemoryPlan {
+    let segment = |start, write, exec| Segment {
+        start,
+        mem_size: 0x1000,
+        file_offset: 0,
+        file_size: 0,
+        flags: SegmentFlags { write, exec },
+    };
+    let image = Image {
+        entry: 0x10_0000,
+        segments: vec![segment(0x10_0000, false, true), segment(0x10_1000, true, false)],
+        manifest: mayfly_abi::manifest::Manifest {
+            abi_version: mayfly_abi::ABI_VERSION,
+            devices: 0,
+        },
+    };
+    MemoryPlan::new(&image, MEM, false).unwrap()
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
@@ -32,7 +53,9 @@ proptest! {
         let data = if data % 2 == 0 { u32::try_from(at).unwrap_or(data) } else { data };
         // A short timeout so that Wait returns quickly: pass a deadline now.
         let deadline = Some((std::time::Instant::now(), std::time::Duration::ZERO));
-        let step = hypercalls::dispatch(&ram, DOORBELL_ADDR + offset, data, size, deadline, None);
+        let plan = plan();
+        let step =
+            hypercalls::dispatch(&ram, &plan, DOORBELL_ADDR + offset, data, size, deadline, None);
         prop_assert!(matches!(step, Step::Continue | Step::Stop(_)));
     }
 

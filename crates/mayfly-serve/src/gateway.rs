@@ -132,7 +132,7 @@ async fn forward(
     }
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = path_and_query.to_owned();
-    let authority = lease.addr.to_string();
+    let authority = lease.addr.authority();
     let per_request = orch.is_per_request(service);
     let build = || {
         let mut upstream_req = Request::builder().method(parts.method.clone()).uri(uri.as_str());
@@ -151,7 +151,7 @@ async fn forward(
     };
     let started = Instant::now();
     let result = loop {
-        let mut sender = match lease.pool.get(lease.addr).await {
+        let mut sender = match lease.pool.get(&lease.addr).await {
             Ok(sender) => sender,
             // A fresh instance on a tap is reached directly: until its guest listens, the
             // connection is refused, so try again (for published ports the monitor holds

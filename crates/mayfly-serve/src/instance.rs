@@ -7,8 +7,9 @@
 //! listens are held by the monitor, so an instance can take requests the moment it is told to go.
 
 use crate::logs::LogBuffer;
+use crate::upstream::InstanceAddr;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -54,6 +55,8 @@ pub enum InstanceError {
     Failed(String),
     #[error("the monitor did not get ready within {PREPARE_TIMEOUT:?}")]
     Timeout,
+    #[error("cannot create the gateway's private socket directory: {0}")]
+    SocketDir(std::io::Error),
 }
 
 /// An instance's process ended: whether we asked for it, and the exit status.
@@ -76,7 +79,7 @@ pub struct Shell {
     /// Instance number (unique within the orchestrator).
     pub id: u64,
     /// Where the guest's port is published.
-    pub addr: SocketAddr,
+    pub addr: InstanceAddr,
     /// When the process was spawned.
     pub spawned: Instant,
     /// How long preparing took (spawn to standby).
@@ -101,16 +104,29 @@ impl Shell {
         cmd.arg("run").arg(&launch.image);
         // Where the guest's port will be reachable, when it is known in advance (tap).
         let mut addr = None;
+        // The published socket (user-mode networking), removed after the monitor is gone.
+        let mut socket = None;
         match &launch.tap {
             Some(tap) => {
                 cmd.arg("--net").arg(format!("tap={}", tap.name)).arg("--ip").arg(&tap.ip);
                 if let Some(gateway) = tap.gateway {
                     cmd.arg("--gateway").arg(gateway.to_string());
                 }
-                addr = tap.address().map(|(ip, _)| SocketAddr::from((ip, launch.guest_port)));
+                addr = tap
+                    .address()
+                    .map(|(ip, _)| InstanceAddr::Tcp(SocketAddr::from((ip, launch.guest_port))));
             }
             None => {
-                cmd.arg("--publish").arg(format!("127.0.0.1:0:{}", launch.guest_port));
+                // A Unix socket in the gateway's private directory, not a loopback port any
+                // local user could connect to.
+                let path = crate::sockets::socket_dir()
+                    .map_err(InstanceError::SocketDir)?
+                    .join(format!("i{id}.sock"));
+                let mut spec = std::ffi::OsString::from("unix:");
+                spec.push(&path);
+                spec.push(format!(":{}", launch.guest_port));
+                cmd.arg("--publish").arg(spec);
+                socket = Some(path);
             }
         }
         if launch.cpu_limit_s > 0 {
@@ -156,7 +172,7 @@ impl Shell {
         let ready = tokio::time::timeout(PREPARE_TIMEOUT, async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(rest) = line.strip_prefix("mayfly: publishing ") {
-                    addr = rest.split(' ').next().and_then(|a| a.parse().ok());
+                    addr = rest.split(" -> ").next().and_then(InstanceAddr::parse);
                 } else if line.starts_with("mayfly: guest attached to tap ") {
                     // The address is the tap spec's.
                 } else if line == "mayfly: standby" {
@@ -171,14 +187,20 @@ impl Shell {
         .await;
         let addr = match (ready, addr) {
             (Ok(true), Some(addr)) => addr,
-            (Err(_), _) => return Err(InstanceError::Timeout),
+            (Err(_), _) => {
+                // The monitor is killed as `child` drops; its socket file goes now.
+                crate::sockets::remove_socket(socket.as_deref());
+                return Err(InstanceError::Timeout);
+            }
             _ => {
                 let _ = child.wait().await;
+                crate::sockets::remove_socket(socket.as_deref());
                 return Err(InstanceError::Failed(last));
             }
         };
         let (kill, killed) = oneshot::channel();
-        tokio::spawn(watch(id, name, child, lines, logs, killed, exits));
+        let watched = Watched { id, name, child, stderr: lines, logs, socket };
+        tokio::spawn(watch(watched, killed, exits));
         Ok(Shell {
             id,
             addr,
@@ -211,7 +233,7 @@ pub struct Running {
     /// Instance number.
     pub id: u64,
     /// Where its guest port is published.
-    pub addr: SocketAddr,
+    pub addr: InstanceAddr,
     /// The process id.
     pub pid: Option<u32>,
     _stdin: ChildStdin,
@@ -233,16 +255,23 @@ impl Drop for Running {
     }
 }
 
-/// Waits for the process to end (or to be told to kill it) and reports how it ended.
-async fn watch(
+/// A started monitor process, as its watcher needs it.
+struct Watched {
     id: u64,
     name: String,
-    mut child: Child,
-    mut stderr: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    child: Child,
+    stderr: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
     logs: LogBuffer,
+    socket: Option<PathBuf>,
+}
+
+/// Waits for the process to end (or to be told to kill it) and reports how it ended.
+async fn watch(
+    watched: Watched,
     killed: oneshot::Receiver<()>,
     exits: mpsc::UnboundedSender<Exited>,
 ) {
+    let Watched { id, name, mut child, mut stderr, logs, socket } = watched;
     let mut last_words = String::new();
     let mut kill_requested = false;
     let mut killed = std::pin::pin!(killed);
@@ -278,14 +307,32 @@ async fn watch(
     // (a guest fault, panic or exit) exits with a status even if a kill was asked meanwhile.
     let by_our_kill = kill_requested
         && status.is_some_and(|s| std::os::unix::process::ExitStatusExt::signal(&s) == Some(9));
+    crate::sockets::remove_socket(socket.as_deref());
     let service = name.rsplit_once('-').map_or(name.as_str(), |(s, _)| s).to_owned();
+    let code = status.and_then(|s| s.code());
+    let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
     let _ = exits.send(Exited {
         id,
         service,
         killed: by_our_kill,
-        code: status.and_then(|s| s.code()),
-        last_words,
+        code,
+        last_words: stop_cause(last_words, code, signal),
     });
+}
+
+/// Why a monitor ended, for `last_crash` and the log: the monitor's own last line on stderr,
+/// which only the monitor writes (the guest's console is stdout). Without one, the guest
+/// ended on its own, and its status is only a number it chose: a guest exiting 124 or 139
+/// did not time out or fault, so the exit number is never read as a verdict.
+fn stop_cause(last_words: String, code: Option<i32>, signal: Option<i32>) -> String {
+    if !last_words.is_empty() {
+        return last_words;
+    }
+    match (code, signal) {
+        (Some(code), _) => format!("guest exited with status {code}"),
+        (None, Some(signal)) => format!("monitor killed by signal {signal}"),
+        (None, None) => "monitor ended (status unknown)".to_owned(),
+    }
 }
 
 /// The resident memory of process `pid`, KiB (from /proc).
@@ -295,7 +342,21 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Whether `path` looks like an image (exists and is a file).
-pub fn image_exists(path: &Path) -> bool {
-    path.is_file()
+#[cfg(test)]
+mod tests {
+    use super::stop_cause;
+
+    #[test]
+    fn a_guest_exit_status_is_never_read_as_a_monitor_verdict() {
+        for code in [124, 139, 152, 159] {
+            let cause = stop_cause(String::new(), Some(code), None);
+            assert_eq!(cause, format!("guest exited with status {code}"));
+            for verdict in ["time limit", "fault", "CPU time", "seccomp", "stopped"] {
+                assert!(!cause.contains(verdict), "{cause:?} reads as {verdict:?}");
+            }
+        }
+        let timeout = "mayfly: guest stopped: time limit of 1.000 s reached";
+        assert_eq!(stop_cause(timeout.to_owned(), Some(124), None), timeout);
+        assert_eq!(stop_cause(String::new(), None, Some(9)), "monitor killed by signal 9");
+    }
 }

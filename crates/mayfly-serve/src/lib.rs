@@ -7,6 +7,8 @@
 //!   scaling decisions; [`instance`]: one monitor process (a prepared shell, then a guest).
 //! - [`gateway`]: the request path; [`admin`]: the admin API; [`metrics`], [`logs`].
 
+#![deny(unsafe_code)]
+
 pub mod admin;
 pub mod config;
 pub mod gateway;
@@ -15,6 +17,8 @@ pub mod logs;
 pub mod metrics;
 pub mod orchestrator;
 pub mod service;
+pub mod sockets;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod upstream;
 
@@ -129,6 +133,7 @@ pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     orch.shutdown(Duration::from_secs(10)).await;
     let _ = gateway_task.await;
     admin_task.abort();
+    sockets::remove_socket_dir();
     eprintln!("mayfly serve: stopped; every instance destroyed");
     Ok(())
 }

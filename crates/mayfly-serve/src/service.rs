@@ -8,7 +8,6 @@ use crate::config::{Mode, ServiceSpec};
 use crate::instance::{Launch, Running, Shell};
 use crate::logs::LogBuffer;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -25,7 +24,7 @@ pub struct Lease {
     /// The instance.
     pub id: u64,
     /// Where to send the request.
-    pub addr: SocketAddr,
+    pub addr: crate::upstream::InstanceAddr,
     /// Set when the request waited for this instance to start: when it started waiting.
     pub cold_since: Option<Instant>,
     /// When the instance's guest was started.
@@ -141,7 +140,7 @@ impl Service {
         Some(Lease {
             service: self.spec.name.clone(),
             id: instance.run.id,
-            addr: instance.run.addr,
+            addr: instance.run.addr.clone(),
             cold_since,
             started: instance.started,
             pool: instance.pool.clone(),

@@ -32,6 +32,7 @@ pub mod net;
 mod platform;
 pub mod process;
 pub mod random;
+mod startup;
 pub mod task;
 pub mod time;
 

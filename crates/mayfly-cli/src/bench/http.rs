@@ -178,17 +178,18 @@ fn wait_for_address(pipe: &mut File, marker: &str) -> Result<SocketAddr> {
 
 /// Waits until `pipe` has data (or is closed); false if `limit` passes first.
 fn readable_within(pipe: &File, limit: Duration) -> Result<bool> {
-    let mut poll = libc::pollfd { fd: pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    let millis = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX).max(1);
+    let deadline = Instant::now() + limit;
     loop {
-        // SAFETY: `poll` is one valid, writable pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut poll, 1, millis) };
-        if n >= 0 {
-            return Ok(n > 0);
+        let mut fds = [libc::pollfd { fd: pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        let left = deadline.saturating_duration_since(Instant::now());
+        // An interrupted poll returns 0 early: loop until the deadline.
+        let ready = mayfly_monitor::sys::poll(&mut fds, left.max(Duration::from_millis(1)))
+            .context("cannot poll the server's output")?;
+        if ready > 0 {
+            return Ok(true);
         }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != ErrorKind::Interrupted {
-            return Err(error).context("cannot poll the server's output");
+        if Instant::now() >= deadline {
+            return Ok(false);
         }
     }
 }
