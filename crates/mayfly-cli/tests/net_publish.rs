@@ -251,3 +251,71 @@ fn connections_beyond_the_limit_are_closed_at_once() {
     assert!(took < Duration::from_secs(2), "closed after {took:?}");
     drop(open);
 }
+
+/// The local addresses of the host's listening TCP sockets on `port` (IPv4 and IPv6).
+fn listeners_on(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else { continue };
+            let Some((ip, hex_port)) = local.split_once(':') else { continue };
+            if *state == "0A" && u16::from_str_radix(hex_port, 16) == Ok(port) {
+                found.push(ip.to_owned());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn published_ports_listen_on_loopback_by_default() {
+    let server = echo();
+    assert_eq!(server.addr.ip(), std::net::Ipv4Addr::LOCALHOST, "the announced address");
+    // The kernel's view: one listener on the port, on 127.0.0.1 (0100007F), nothing wider.
+    assert_eq!(listeners_on(server.addr.port()), vec!["0100007F".to_owned()]);
+}
+
+#[test]
+fn guest_traffic_to_any_address_but_the_host_alias_goes_nowhere() {
+    // A host server the guest may reach as 10.0.2.2:PORT; no other address may reach it.
+    let host = TcpListener::bind("127.0.0.1:0").unwrap();
+    host.set_nonblocking(true).unwrap();
+    let port = host.local_addr().unwrap().port().to_string();
+    let image = guest_image("tests/guests/netprobe");
+    for target in ["127.0.0.1", "10.0.2.3", "192.0.2.1", "8.8.8.8"] {
+        let run = run_image(
+            &image,
+            &["--allow-host-port", &port, "--timeout", "3"],
+            &["connect", target, &port, "x"],
+        );
+        assert_ne!(run.status, Some(0), "{target}: stdout {} stderr {}", run.stdout, run.stderr);
+        assert!(!run.stdout.contains("reply:"), "{target} answered: {}", run.stdout);
+        match host.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("a connection to {target} reached the host: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn udp_is_not_carried_in_user_mode() {
+    // A host UDP server on the port the guest may use for TCP: the guest's datagram to
+    // 10.0.2.2 never reaches it, and nothing answers the guest.
+    let host = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    host.set_nonblocking(true).unwrap();
+    let port = host.local_addr().unwrap().port().to_string();
+    let run = run_image(
+        &guest_image("tests/guests/netprobe"),
+        &["--allow-host-port", &port, "--timeout", "10"],
+        &["udp-send", "10.0.2.2", &port, "datagram"],
+    );
+    assert_eq!(run.status, Some(0), "stdout {} stderr {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("udp: no reply"), "{}", run.stdout);
+    let mut buf = [0u8; 64];
+    match host.recv_from(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a guest datagram reached the host: {other:?}"),
+    }
+}
