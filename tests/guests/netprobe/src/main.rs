@@ -3,6 +3,8 @@
 //!   gets back (`reply: ...`), exits 0.
 //! - `udp-echo PORT`: answers every UDP datagram with its contents, forever.
 //! - `idle`: has a NIC and waits forever (for tests that stop the monitor).
+//! - `spin`: burns CPU forever (for CPU time limits).
+//! - `print-lots N`: prints N numbered lines, then exits 0 (for console limits).
 //! - `listen-after MS PORT`: sleeps MS milliseconds, then (saying so) accepts connections on
 //!   PORT and answers each with `late` and a newline, then closes it.
 //! - `udp-send A.B.C.D PORT MESSAGE`: sends MESSAGE in a datagram, waits 1 s for an answer,
@@ -83,6 +85,16 @@ async fn main() -> Result<(), NetError> {
                 Ok(Ok((n, _, _))) => println!("udp: reply {}", String::from_utf8_lossy(&buf[..n])),
                 Ok(Err(e)) => println!("udp: error {e:?}"),
                 Err(_) => println!("udp: no reply"),
+            }
+            Ok(())
+        }
+        Some("spin") => loop {
+            core::hint::spin_loop();
+        },
+        Some("print-lots") => {
+            let lines: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            for i in 0..lines {
+                println!("line {i:06} of console output");
             }
             Ok(())
         }
