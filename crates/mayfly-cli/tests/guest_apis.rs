@@ -42,7 +42,7 @@ fn env_var_finds_an_entry_and_reports_a_missing_one() {
     assert!(run.stdout.contains("env-var COLOUR: \"deep blue\"\n"), "{}", run.stdout);
     let run = probe_with(&["--env", "EMPTY="], &["env-var", "EMPTY"]);
     assert!(run.stdout.contains("env-var EMPTY: \"\"\n"), "{}", run.stdout);
-    // A guest argument is not an environment entry.
+    // An entry that was not given is unset.
     let run = probe_with(&["--env", "A=1"], &["env-var", "COLOUR"]);
     assert!(run.stdout.contains("env-var COLOUR: unset\n"), "{}", run.stdout);
 }
