@@ -27,8 +27,23 @@ enum Command {
     Logs(commands::admin_client::LogsArgs),
 }
 
+/// Parses the command line. A bad option is a one-line error with status 125, like every other
+/// error of mayfly itself (README: exit status); `--help` and `--version` print as usual.
+fn parse_cli() -> Cli {
+    Cli::try_parse().unwrap_or_else(|error| {
+        if !error.use_stderr() {
+            error.exit();
+        }
+        let message = error.to_string();
+        let first = message.lines().next().unwrap_or_default();
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        eprintln!("mayfly: error: {first} (see --help)");
+        std::process::exit(i32::from(commands::EXIT_MAYFLY_ERROR))
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let result = match cli.command {
         Command::Build(args) => commands::build::execute(args),
         Command::Run(args) => commands::run::execute(args),
