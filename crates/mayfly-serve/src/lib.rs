@@ -8,6 +8,7 @@
 //! - [`gateway`]: the request path; [`admin`]: the admin API; [`metrics`], [`logs`].
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod instance;
@@ -36,16 +37,7 @@ pub enum ServeError {
     Token { path: PathBuf, cause: std::io::Error },
 }
 
-/// Where `mayfly serve` keeps its state (the admin token): `$MAYFLY_STATE_DIR`, else
-/// `$HOME/.mayfly`.
-pub fn state_dir() -> PathBuf {
-    match std::env::var_os("MAYFLY_STATE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".mayfly")
-        }
-    }
-}
+pub use mayfly_protocol::admin::state_dir;
 
 /// A random admin token.
 fn new_token() -> String {

@@ -128,7 +128,7 @@ fn start_gateway(mayfly: &Path, config_path: &Path, state: &Path) -> Result<Gate
 
 /// One HTTP/1.1 exchange on `stream`; returns the status.
 fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<u16> {
-    Ok(crate::http_client::exchange(stream, request)?.status)
+    Ok(mayfly_protocol::http::exchange(stream, request)?.status)
 }
 
 fn get(host: &str) -> Vec<u8> {
@@ -304,7 +304,7 @@ impl ServeBench {
         std::fs::create_dir_all(&work)?;
         let config_path = work.join("mayfly.toml");
         std::fs::write(&config_path, config(&image.path, &work))?;
-        let mayfly = std::env::current_exe()?;
+        let mayfly = super::mayfly_binary()?;
         let gw = start_gateway(&mayfly, &config_path, &work)?;
         wait_for(gw.admin, "warm", "ready", 1, Duration::from_secs(10))?;
 

@@ -434,7 +434,7 @@ impl HttpBench {
         let native_size = std::fs::metadata(&native)
             .with_context(|| format!("cannot find the native baseline at {}", native.display()))?
             .len();
-        let mayfly = std::env::current_exe().context("cannot find the mayfly binary")?;
+        let mayfly = super::mayfly_binary()?;
         let launchers = [
             Launcher {
                 side: Side::Mayfly,

@@ -120,7 +120,7 @@ impl BootBench {
             "native-hello",
             &self.target_dir,
         )?;
-        let mayfly = std::env::current_exe().context("cannot find the mayfly binary")?;
+        let mayfly = super::mayfly_binary()?;
 
         let warmup = 5.min(self.runs);
         let mut uni = Vec::with_capacity(self.runs);

@@ -1,14 +1,15 @@
-//! `mayfly bench <benchmark>`
+//! `mayfly bench <benchmark>`: the arguments of the `mayfly-bench` binary.
 
+use crate::boot::BootBench;
+use crate::http::HttpBench;
+use crate::serve::ServeBench;
 use anyhow::Result;
-use mayfly_cli::bench::boot::BootBench;
-use mayfly_cli::bench::http::HttpBench;
-use mayfly_cli::bench::serve::ServeBench;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Measure Mayfly against a native baseline, print medians and ratios, record the results.
-#[derive(clap::Args)]
+#[derive(clap::Parser)]
+#[command(name = "mayfly bench", bin_name = "mayfly bench", version)]
 pub struct Args {
     #[command(subcommand)]
     which: Which,
