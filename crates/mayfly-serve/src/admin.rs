@@ -1,4 +1,4 @@
-//! The admin API: JSON over HTTP, on its own (loopback by default) address, behind a bearer
+//! The admin API: JSON over HTTP (its types: [`mayfly_protocol::admin`]), on its own (loopback by default) address, behind a bearer
 //! token. The control plane is the [`Orchestrator`]'s actions; this only translates.
 //!
 //! | method and path | action |
@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use mayfly_protocol::admin::ErrorBody;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    json(status, &serde_json::json!({ "error": message }))
+    json(status, &ErrorBody { error: message.to_owned() })
 }
 
 /// Compares tokens in time independent of where they differ.
@@ -146,6 +147,27 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::token_matches;
+    use crate::config::{Mode, ServiceSpec};
+    use crate::orchestrator::ServiceInfo;
+
+    #[test]
+    fn what_the_gateway_lists_is_what_mayfly_ps_reads() {
+        let mut spec = ServiceSpec::new("kv", "examples/kv".into(), "/kv");
+        spec.mode = Mode::PerRequest;
+        let info = ServiceInfo {
+            spec,
+            image: "/k.img".into(),
+            instances: [("ready".to_owned(), 2)].into(),
+            queued: 3,
+            cold_starts: 4,
+            backoff_seconds: 0.0,
+            last_crash: None,
+        };
+        let text = serde_json::to_vec(&info).unwrap();
+        let read: mayfly_protocol::admin::ServiceInfo = serde_json::from_slice(&text).unwrap();
+        assert_eq!((read.spec.name.as_str(), read.spec.mode.as_str()), ("kv", "per-request"));
+        assert_eq!((read.instances, read.queued, read.cold_starts), (info.instances, 3, 4));
+    }
 
     #[test]
     fn tokens_must_match_exactly() {
