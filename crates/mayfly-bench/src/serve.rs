@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-token-of-at-least-32-characters";
 
 /// Settings of the serve benchmark.
 #[derive(Debug, Clone)]

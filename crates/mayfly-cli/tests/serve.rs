@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "test-token";
+const TOKEN: &str = "test-token-of-at-least-32-characters";
 const EXIT_MAYFLY_ERROR: i32 = 125;
 const GREETING: &[u8] = b"Hello from a Mayfly unikernel!\n";
 /// How long a gateway may take to print `ready` (it builds nothing: images are given).

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod service;
 pub mod sys;
+pub mod token;
 pub mod upstream;
 
 use config::Config;
@@ -33,52 +34,23 @@ pub enum ServeError {
     Listen { addr: std::net::SocketAddr, cause: std::io::Error },
     #[error(transparent)]
     Deploy(#[from] orchestrator::DeployError),
-    #[error("cannot write the admin token to {path}: {cause}")]
-    Token { path: PathBuf, cause: std::io::Error },
+    #[error(transparent)]
+    Token(#[from] token::TokenError),
 }
 
 pub use mayfly_protocol::admin::state_dir;
 
-/// A random admin token.
-fn new_token() -> String {
-    let mut bytes = [0u8; 24];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn write_token(token: &str) -> Result<PathBuf, ServeError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = state_dir();
-    let path = dir.join("admin-token");
-    let fail = |source| ServeError::Token { path: path.clone(), cause: source };
-    std::fs::create_dir_all(&dir).map_err(fail)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(fail)?;
-    std::io::Write::write_all(&mut file, token.as_bytes()).map_err(fail)?;
-    Ok(path)
-}
-
 /// Runs the gateway and admin API with `config` until SIGTERM or SIGINT, then drains and
 /// destroys every instance. `mayfly` is the binary that runs monitors and builds images.
 pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
+    let token = token::choose(config.gateway.admin_token.as_deref())?;
     let gateway = TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: config.gateway.listen, cause: source })?;
     let admin = TcpListener::bind(config.gateway.admin_listen).await.map_err(|source| {
         ServeError::Listen { addr: config.gateway.admin_listen, cause: source }
     })?;
-    let token = match &config.gateway.admin_token {
-        Some(token) => token.clone(),
-        None => new_token(),
-    };
-    let token_path = write_token(&token)?;
+    let token_path = token::write(&state_dir(), &token)?;
     let fds = sys::raise_fd_limit();
     tracing::debug!(fds, "descriptor limit");
     let orch = Orchestrator::start(mayfly);
