@@ -71,7 +71,7 @@ fn config(image: &Path, dir: &Path) -> String {
     let _ = dir;
     [
         format!(
-            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n"
+            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\nmemory_budget_mib = 262144\n"
         ),
         service("warm", "min_instances = 1\nwarm_shells = 0\nidle_timeout_ms = 600000"),
         service("cold", "warm_shells = 0\nidle_timeout_ms = 1\nmax_instances = 1"),

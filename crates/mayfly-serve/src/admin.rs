@@ -12,6 +12,7 @@
 
 use crate::config::ServiceSpec;
 use crate::orchestrator::Orchestrator;
+use crate::policy::ApiPolicy;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -50,6 +51,7 @@ pub async fn serve(
     listener: TcpListener,
     orch: Arc<Orchestrator>,
     token: Arc<String>,
+    policy: Arc<ApiPolicy>,
     stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -58,9 +60,10 @@ pub async fn serve(
                 let Ok((stream, _)) = accepted else { continue };
                 let orch = orch.clone();
                 let token = token.clone();
+                let policy = policy.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        handle(orch.clone(), token.clone(), req)
+                        handle(orch.clone(), token.clone(), policy.clone(), req)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -75,6 +78,7 @@ pub async fn serve(
 async fn handle(
     orch: Arc<Orchestrator>,
     token: Arc<String>,
+    policy: Arc<ApiPolicy>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
@@ -126,10 +130,24 @@ async fn handle(
                     StatusCode::BAD_REQUEST,
                     &format!("the spec's name {:?} differs from the path's {name:?}", spec.name),
                 ),
-                Ok(spec) => match orch.deploy(spec).await {
-                    Ok(()) => json(StatusCode::OK, &serde_json::json!({ "deployed": name })),
-                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
-                },
+                Ok(spec) => {
+                    let _one_at_a_time = policy.deploys.lock().await;
+                    let others = orch.services();
+                    let all = others.iter().map(|s| &s.spec).filter(|s| s.name != name);
+                    let admitted = spec.validate().map_err(|e| e.to_string());
+                    match admitted
+                        .and_then(|()| policy.admit(&spec))
+                        .and_then(|()| policy.fits(all.chain([&spec])))
+                    {
+                        Err(refused) => error(StatusCode::BAD_REQUEST, &refused),
+                        Ok(()) => match orch.deploy(spec).await {
+                            Ok(()) => {
+                                json(StatusCode::OK, &serde_json::json!({ "deployed": name }))
+                            }
+                            Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                        },
+                    }
+                }
             }
         }
         (Method::DELETE, ["services", name]) => {

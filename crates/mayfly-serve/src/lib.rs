@@ -15,6 +15,7 @@ pub mod instance;
 pub mod logs;
 pub mod metrics;
 pub mod orchestrator;
+pub mod policy;
 pub mod service;
 pub mod sys;
 pub mod token;
@@ -36,6 +37,8 @@ pub enum ServeError {
     Deploy(#[from] orchestrator::DeployError),
     #[error(transparent)]
     Token(#[from] token::TokenError),
+    #[error("{0}")]
+    Budget(String),
 }
 
 pub use mayfly_protocol::admin::state_dir;
@@ -44,6 +47,8 @@ pub use mayfly_protocol::admin::state_dir;
 /// destroys every instance. `mayfly` is the binary that runs monitors and builds images.
 pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     let token = token::choose(config.gateway.admin_token.as_deref())?;
+    let policy = Arc::new(policy::ApiPolicy::new(&config.gateway, &config.services));
+    policy.fits(&config.services).map_err(ServeError::Budget)?;
     let gateway = TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: config.gateway.listen, cause: source })?;
@@ -61,7 +66,8 @@ pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     let gateway_addr = gateway.local_addr().ok();
     let admin_addr = admin.local_addr().ok();
     let gateway_task = tokio::spawn(gateway::serve(gateway, orch.clone(), stop.clone()));
-    let admin_task = tokio::spawn(admin::serve(admin, orch.clone(), Arc::new(token), stop.clone()));
+    let admin_task =
+        tokio::spawn(admin::serve(admin, orch.clone(), Arc::new(token), policy, stop.clone()));
     eprintln!(
         "mayfly serve: gateway on http://{} , admin API on http://{} (token in {})",
         gateway_addr.map_or("?".into(), |a| a.to_string()),
