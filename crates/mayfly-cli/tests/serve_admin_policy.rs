@@ -1,6 +1,7 @@
 //! An admin token is not a shell: what the admin API may deploy (crates only under build roots,
-//! images only under image roots, bounded services within a memory budget), and how the
-//! gateway keeps its token (a file others could read or replace stops it). Each test runs a
+//! images only under image roots, bounded services within a memory budget), how the gateway
+//! keeps its token (a file others could read or replace stops it), and what `mayfly logs`
+//! shows of a guest's output (no raw control characters). Each test runs a
 //! real `mayfly serve`; no guest is booted (no warm shells, no requests).
 
 mod common;
@@ -269,4 +270,36 @@ fn the_gateway_keeps_its_token_where_only_its_user_can_read_it() {
     assert!(token.len() == 48 && token.bytes().all(|b| b.is_ascii_hexdigit()), "{token:?}");
     assert!(token.bytes().any(|b| b != b'0'), "a zero token");
     assert_eq!(mode(&state), 0o700);
+}
+
+#[test]
+fn mayfly_logs_escapes_the_control_characters_guests_print() {
+    require_kvm();
+    // The netprobe guest prints its arguments as given: a terminal escape and a bell.
+    let netprobe = guest_image("tests/guests/netprobe");
+    let service = format!(
+        "[[service]]\nname = \"probe\"\nimage = \"{}\"\npath_prefix = \"/\"\nwarm_shells = 0\n\
+         min_instances = 1\nargs = [\"say\", \"EVIL=\\u001b]0;owned\\u0007\\u001b[2J\"]\n",
+        netprobe.display()
+    );
+    let gw = Gateway::start("logs-escape", "", &service);
+    let logs = |gw: &Gateway| {
+        let out = mayfly()
+            .args(["logs", "probe", "--admin", &gw.admin.to_string(), "--token", TOKEN])
+            .output()
+            .expect("run mayfly logs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = logs(&gw);
+        if String::from_utf8_lossy(&out).contains("EVIL=") || Instant::now() >= deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("EVIL=\\x1b]0;owned\\x07\\x1b[2J"), "escapes missing:\n{text}");
+    assert!(!out.iter().any(|b| *b == 0x1b || *b == 0x07), "raw control bytes:\n{text}");
 }

@@ -194,7 +194,33 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
         b"",
     )?;
     for line in lines {
-        println!("{line}");
+        println!("{}", escape_controls(&line));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `line` with its control characters (but tabs) written as escapes (`\x1b`), so that a
+/// guest's output cannot move the cursor, retitle or clear the terminal reading `mayfly logs`.
+fn escape_controls(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        match c {
+            '\t' => out.push(c),
+            // Control characters (category Cc) are all below U+00A0.
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("a\x1b[2Jb\x07\r\tc\u{9b}d"), "a\\x1b[2Jb\\x07\\x0d\tc\\x9bd");
+        assert_eq!(escape_controls("plain: ünïcode ✓"), "plain: ünïcode ✓");
+    }
 }

@@ -3,6 +3,8 @@
 //!   gets back (`reply: ...`), exits 0.
 //! - `udp-echo PORT`: answers every UDP datagram with its contents, forever.
 //! - `idle`: has a NIC and waits forever (for tests that stop the monitor).
+//! - `say TEXT...`: prints each TEXT on a line of its own, as given (control characters
+//!   included), then waits forever like `idle`.
 #![no_std]
 #![no_main]
 
@@ -52,6 +54,14 @@ async fn main() -> Result<(), NetError> {
             loop {
                 let (n, addr, from) = socket.recv_from(&mut buf).await?;
                 socket.send_to(&buf[..n], addr, from).await?;
+            }
+        }
+        Some("say") => {
+            for text in args.iter().skip(2) {
+                println!("{text}");
+            }
+            loop {
+                mayfly::task::sleep(core::time::Duration::from_secs(3600)).await;
             }
         }
         Some("idle") => loop {
