@@ -76,7 +76,7 @@ enum Which {
         /// Cold starts measured per kind.
         #[arg(long, default_value_t = 20)]
         cold: usize,
-        /// Seconds of each throughput phase.
+        /// Seconds of each throughput round (3 rounds per side, interleaved).
         #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
         duration: f64,
         /// Idle-instance counts for the density steps (comma-separated).
@@ -85,6 +85,8 @@ enum Which {
         #[command(flatten)]
         builds: HttpBuilds,
     },
+    /// Rewrite the Markdown file's sections from the recorded results (measures nothing).
+    Report,
     /// Serve HTTP from `http-hello` against the same handler as a native Linux process.
     Http {
         /// Keep-alive requests measured on each side (one connection, after 100 warm-up).
@@ -109,6 +111,10 @@ enum Which {
 
 pub fn execute(args: Args) -> Result<ExitCode> {
     let report = match args.which {
+        Which::Report => {
+            crate::report::regenerate(&args.results, &args.markdown)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Which::Boot { runs, mem, hello, native, target_dir } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             BootBench { runs, mem_mib: mem, hello_crate: hello, native_crate: native, target_dir }
