@@ -1,6 +1,10 @@
-//! `mayfly-bench`, run by `mayfly bench`: commands that measure and print, comparing Mayfly side by side with a native
-//! Linux baseline in the same run (these machines are noisy), and record the results as JSON
-//! and as a table in BENCHMARKS.md.
+//! The benchmarks (`mayfly-bench` binary): Mayfly against native baselines, recorded in
+//! BENCHMARKS.md.
+//! See docs/design.md, "Map", for its place among the other crates.
+//!
+//! `mayfly-bench`, run by `mayfly bench`: commands that measure and print, comparing Mayfly side
+//! by side with a native Linux baseline in the same run (these machines are noisy), and record
+//! the results as JSON and as a table in BENCHMARKS.md.
 
 pub mod boot;
 pub mod cli;

@@ -1,3 +1,7 @@
+//! The `mayfly` binary: build, run (the monitor), ps/deploy/rm/logs; `serve` and `bench` run the
+//! binaries beside it.
+//! See docs/design.md, "Map", for its place among the other crates.
+//!
 //! The `mayfly` command's library: building guest crates into images (the benchmarks use it too).
 //! The binary (`main.rs`, `commands/`) only parses arguments and calls into this, the monitor
 //! (`mayfly run`), or the binaries beside it (`mayfly serve`, `mayfly bench`).

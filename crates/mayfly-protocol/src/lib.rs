@@ -1,3 +1,7 @@
+//! The contracts between processes: the standby protocol, the admin API's JSON types, one small
+//! blocking HTTP client.
+//! See docs/design.md, "Map", for its place among the other crates.
+//!
 //! The contracts between Mayfly's processes, each written once and used by both sides.
 //! Room: a new boundary (e.g. an OCI runtime / containerd shim talking to the gateway) adds its
 //! own module here; the crates on either side of it do not reach into each other.

@@ -1,3 +1,7 @@
+//! The gateway and orchestrator (`mayfly-serve` binary): routing, scaling, instances, admin API,
+//! metrics.
+//! See docs/design.md, "Map", for its place among the other crates.
+//!
 //! `mayfly serve`: transient microservices. An HTTP gateway routes each request to a service,
 //! boots a unikernel for it when none is ready (holding the request meanwhile), scales out
 //! under load up to a limit, and destroys idle instances, down to zero.
