@@ -21,6 +21,7 @@
 use super::report::machine_line;
 use super::{Report, Row, Summary, number_after, summarize};
 use anyhow::{Context, Result, anyhow, bail};
+use mayfly_protocol::standby::MonitorLine;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -102,8 +103,8 @@ struct Launcher {
     side: Side,
     program: PathBuf,
     args: Vec<OsString>,
-    /// The server prints this, then its address, once it accepts connections.
-    marker: &'static str,
+    /// The address in a line of the server's output, printed once it accepts connections.
+    address_in: fn(&str) -> Option<String>,
     /// Whether stdout is the guest's console, discarded (the monitor reports on stderr);
     /// otherwise stdout and stderr share the pipe that is read.
     console: bool,
@@ -145,24 +146,22 @@ impl Launcher {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             output: File::from(OwnedFd::from(reader)),
         };
-        server.addr = wait_for_address(&mut server.output, self.marker)
+        server.addr = wait_for_address(&mut server.output, self.address_in)
             .with_context(|| format!("{} did not start", self.side.name()))?;
         Ok(server)
     }
 }
 
-/// Reads `pipe` until a line holds `marker` followed by an address (at most `START_TIMEOUT`).
-fn wait_for_address(pipe: &mut File, marker: &str) -> Result<SocketAddr> {
+/// Reads `pipe` until a line holds an address (`address_in`), at most `START_TIMEOUT`.
+fn wait_for_address(pipe: &mut File, address_in: fn(&str) -> Option<String>) -> Result<SocketAddr> {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut text = Vec::new();
     let mut chunk = [0u8; 512];
     loop {
         let said = String::from_utf8_lossy(&text);
         let complete = said.rfind('\n').map_or("", |end| &said[..end]);
-        if let Some(line) = complete.lines().find(|line| line.contains(marker)) {
-            let after = line.split_once(marker).map_or("", |(_, rest)| rest);
-            let addr = after.split_whitespace().next().unwrap_or_default();
-            return addr.parse().with_context(|| format!("cannot read an address in {line:?}"));
+        if let Some(addr) = complete.lines().find_map(address_in) {
+            return addr.parse().with_context(|| format!("cannot read an address in {addr:?}"));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || !readable_within(pipe, left)? {
@@ -444,14 +443,21 @@ impl HttpBench {
                     .into_iter()
                     .chain(["--mem", "64", "--publish", "0:80", "--", "80"].map(OsString::from))
                     .collect(),
-                marker: "mayfly: publishing ",
+                // The standby protocol's line, as `mayfly serve` reads it.
+                address_in: |line| match MonitorLine::parse(line) {
+                    Some(MonitorLine::Publishing { addr, .. }) => Some(addr),
+                    _ => None,
+                },
                 console: true,
             },
             Launcher {
                 side: Side::Native,
                 program: native,
                 args: vec!["127.0.0.1:0".into()],
-                marker: "listening on ",
+                address_in: |line| {
+                    let (_, rest) = line.split_once("listening on ")?;
+                    rest.split_whitespace().next().map(str::to_owned)
+                },
                 console: false,
             },
         ];
