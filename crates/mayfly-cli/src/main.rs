@@ -19,7 +19,7 @@ struct Cli {
 enum Command {
     Build(commands::build::Args),
     Run(commands::run::Args),
-    Bench(commands::bench::Args),
+    Bench(commands::serve::BenchArgs),
     Serve(commands::serve::Args),
     Ps(commands::admin_client::PsArgs),
     Deploy(commands::admin_client::DeployArgs),
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => commands::build::execute(args),
         Command::Run(args) => commands::run::execute(args),
-        Command::Bench(args) => commands::bench::execute(args),
+        Command::Bench(args) => commands::serve::bench(args),
         Command::Serve(args) => commands::serve::execute(args),
         Command::Ps(args) => commands::admin_client::ps(args),
         Command::Deploy(args) => commands::admin_client::deploy(args),

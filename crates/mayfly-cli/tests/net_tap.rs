@@ -236,7 +236,7 @@ fn serve_boots_a_service_attached_to_a_tap_on_demand() {
     let dir = repo().join("target/test-scratch/serve-tap");
     std::fs::create_dir_all(&dir).unwrap();
     let config = format!(
-        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n\n\
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"test-token-of-at-least-32-characters\"\n\n\
          [[service]]\nname = \"hello\"\nimage = \"{}\"\npath_prefix = \"/hello\"\n\
          max_instances = 1\nwarm_shells = 0\nidle_timeout_ms = 1000\n\
          tap = {{ name = \"{TAP}\", ip = \"{GUEST_IP}/24\", gateway = \"{HOST_IP}\" }}\n",

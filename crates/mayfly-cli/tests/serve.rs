@@ -8,6 +8,7 @@ mod common;
 use common::gateway::*;
 use common::*;
 use serde_json::Value;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -383,7 +384,7 @@ fn config_errors_are_reported_with_field_and_reason() {
     let deploy =
         |body: &str| admin_request(gw.admin, "PUT", "/services/x", Some(TOKEN), body.as_bytes());
     let cases = [
-        (r#"{"name":"x","image":"/nope","path_prefix":"/x"}"#, "/nope does not exist"),
+        (r#"{"name":"x","image":"/nope","path_prefix":"/x"}"#, "/nope is not under an image root"),
         (r#"{"name":"x","image":"/nope","path_prefix":"/x","mem_mib":3}"#, "`mem_mib` must be"),
         (r#"{"name":"x","image":"/nope","path_prefix":"/x","colour":1}"#, "unknown field `colour`"),
         (r#"{"name":"x","#, "invalid service spec"),

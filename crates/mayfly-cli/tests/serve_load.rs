@@ -102,7 +102,7 @@ fn tens_of_thousands_of_requests_while_instances_churn() {
         )
     };
     let config = format!(
-        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n\n{}{}{}",
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"test-token-of-at-least-32-characters\"\n\n{}{}{}",
         service("alpha", "max_lifetime_ms = 300\nmax_instances = 3"),
         service("beta", "max_lifetime_ms = 500\nwarm_shells = 0\nmax_instances = 3"),
         service("gamma", "mode = \"per-request\"\nmax_instances = 4\nwarm_shells = 2"),

@@ -1,4 +1,6 @@
-//! The Mayfly monitor: boots one unikernel image on KVM and serves its hypercalls.
+//! The monitor: image checks, memory plan, page tables, KVM, run loop, hypercalls, virtual NIC,
+//! sandbox.
+//! See docs/design.md, "Map", for its place among the other crates.
 //!
 //! The boot path lives in [`instance`] (validate, plan, load, set up the vCPU), the run loop in
 //! [`run`], the hypercall table in [`hypercalls`]. Unsafe code is denied at the crate root and

@@ -8,6 +8,7 @@
 
 use crate::logs::LogBuffer;
 use crate::upstream::InstanceAddr;
+use mayfly_protocol::standby::{self, MonitorArgs, MonitorLine, MonitorNet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -44,6 +45,36 @@ pub struct Launch {
     pub console_rate: u64,
     /// Connections carried at once (0: the monitor's default).
     pub max_connections: u64,
+}
+
+impl Launch {
+    /// The flags of a standby monitor for this launch (the standby protocol's first step).
+    /// Without a tap, the guest's port is published on the Unix socket `socket` (or, without
+    /// one, on a free loopback TCP port).
+    pub fn monitor_args(&self, socket: Option<&std::path::Path>) -> MonitorArgs {
+        let net = match &self.tap {
+            Some(tap) => {
+                MonitorNet::Tap { name: tap.name.clone(), ip: tap.ip.clone(), gateway: tap.gateway }
+            }
+            None => MonitorNet::Publish {
+                bind: socket
+                    .map_or_else(|| "127.0.0.1:0".into(), |s| format!("unix:{}", s.display())),
+                guest_port: self.guest_port,
+            },
+        };
+        let set = |n: u64| (n > 0).then_some(n);
+        MonitorArgs {
+            image: self.image.clone(),
+            net,
+            mem_mib: self.mem_mib,
+            cpu_limit_s: set(self.cpu_limit_s),
+            console_limit_bytes: set(self.console_limit_kib * 1024),
+            console_rate: set(self.console_rate),
+            max_connections: set(self.max_connections),
+            env: self.env.clone(),
+            args: self.args.clone(),
+        }
+    }
 }
 
 /// Why an instance could not be prepared.
@@ -101,51 +132,23 @@ impl Shell {
         exits: mpsc::UnboundedSender<Exited>,
     ) -> Result<Shell, InstanceError> {
         let mut cmd = Command::new(&launch.mayfly);
-        cmd.arg("run").arg(&launch.image);
         // Where the guest's port will be reachable, when it is known in advance (tap).
-        let mut addr = None;
-        // The published socket (user-mode networking), removed after the monitor is gone.
-        let mut socket = None;
-        match &launch.tap {
-            Some(tap) => {
-                cmd.arg("--net").arg(format!("tap={}", tap.name)).arg("--ip").arg(&tap.ip);
-                if let Some(gateway) = tap.gateway {
-                    cmd.arg("--gateway").arg(gateway.to_string());
-                }
-                addr = tap
-                    .address()
-                    .map(|(ip, _)| InstanceAddr::Tcp(SocketAddr::from((ip, launch.guest_port))));
-            }
-            None => {
-                // A Unix socket in the gateway's private directory, not a loopback port any
-                // local user could connect to.
-                let path = crate::sockets::socket_dir()
+        let mut addr = launch.tap.as_ref().and_then(|tap| {
+            tap.address()
+                .map(|(ip, _)| InstanceAddr::Tcp(SocketAddr::from((ip, launch.guest_port))))
+        });
+        // The published socket (user-mode networking), removed after the monitor is gone: a
+        // Unix socket in the gateway's private directory, not a loopback port any local user
+        // could connect to.
+        let socket = match &launch.tap {
+            Some(_) => None,
+            None => Some(
+                crate::sockets::socket_dir()
                     .map_err(InstanceError::SocketDir)?
-                    .join(format!("i{id}.sock"));
-                let mut spec = std::ffi::OsString::from("unix:");
-                spec.push(&path);
-                spec.push(format!(":{}", launch.guest_port));
-                cmd.arg("--publish").arg(spec);
-                socket = Some(path);
-            }
-        }
-        if launch.cpu_limit_s > 0 {
-            cmd.arg("--cpu-limit").arg(launch.cpu_limit_s.to_string());
-        }
-        if launch.console_limit_kib > 0 {
-            cmd.arg("--console-limit").arg((launch.console_limit_kib * 1024).to_string());
-        }
-        if launch.console_rate > 0 {
-            cmd.arg("--console-rate").arg(launch.console_rate.to_string());
-        }
-        if launch.max_connections > 0 && launch.tap.is_none() {
-            cmd.arg("--max-connections").arg(launch.max_connections.to_string());
-        }
-        cmd.arg("--mem").arg(launch.mem_mib.to_string()).arg("--standby");
-        for (k, v) in &launch.env {
-            cmd.arg("--env").arg(format!("{k}={v}"));
-        }
-        cmd.arg("--").args(&launch.args);
+                    .join(format!("i{id}.sock")),
+            ),
+        };
+        cmd.args(launch.monitor_args(socket.as_deref()).to_args());
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.kill_on_drop(true);
         crate::sys::kill_with_parent(&mut cmd);
@@ -171,15 +174,17 @@ impl Shell {
         let mut last = String::new();
         let ready = tokio::time::timeout(PREPARE_TIMEOUT, async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.strip_prefix("mayfly: publishing ") {
-                    addr = rest.split(" -> ").next().and_then(InstanceAddr::parse);
-                } else if line.starts_with("mayfly: guest attached to tap ") {
+                match MonitorLine::parse(&line) {
+                    Some(MonitorLine::Publishing { addr: published, .. }) => {
+                        addr = InstanceAddr::parse(&published);
+                    }
                     // The address is the tap spec's.
-                } else if line == "mayfly: standby" {
-                    return true;
-                } else {
-                    logs.push(&name, &line);
-                    last = line;
+                    Some(MonitorLine::TapAttached { .. }) => {}
+                    Some(MonitorLine::Standby) => return true,
+                    None => {
+                        logs.push(&name, &line);
+                        last = line;
+                    }
                 }
             }
             false
@@ -215,7 +220,7 @@ impl Shell {
     /// Enters the guest. The instance takes connections at once (the monitor holds them until
     /// the guest listens).
     pub async fn go(mut self) -> Running {
-        let _ = self.stdin.write_all(b"go\n").await;
+        let _ = self.stdin.write_all(standby::GO).await;
         let _ = self.stdin.flush().await;
         Running { id: self.id, addr: self.addr, pid: self.pid, _stdin: self.stdin, kill: self.kill }
     }

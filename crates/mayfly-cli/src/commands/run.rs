@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use mayfly_monitor::image::MAX_IMAGE_SIZE;
 use mayfly_monitor::net::{HostAddr, NetConfig, Publish};
 use mayfly_monitor::{Instance, VmConfig};
+use mayfly_protocol::standby::{self, MonitorLine};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -207,10 +208,12 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         .with_context(|| format!("cannot boot {}", image.display()))?;
     if let Some(nic) = instance.nic() {
         for (addr, publish) in nic.published.iter().zip(&args.publish) {
-            eprintln!("mayfly: publishing {addr} -> guest port {}", publish.guest_port);
+            let line =
+                MonitorLine::Publishing { addr: addr.to_string(), guest_port: publish.guest_port };
+            eprintln!("{line}");
         }
         if let Some(tap) = &nic.tap_name {
-            eprintln!("mayfly: guest attached to tap {tap}");
+            eprintln!("{}", MonitorLine::TapAttached { tap: tap.clone() });
         }
     }
     // Opened now: the sandboxed run loop may not open files, but may read this one.
@@ -219,9 +222,9 @@ pub fn execute(args: Args) -> Result<ExitCode> {
     if args.standby {
         // Sandboxed before standing by: the filter's cost is off the cold-start path.
         instance.enter_sandbox()?;
-        eprintln!("mayfly: standby");
+        eprintln!("{}", MonitorLine::Standby);
         let mut line = String::new();
-        if std::io::stdin().read_line(&mut line)? == 0 || line.trim() != "go" {
+        if std::io::stdin().read_line(&mut line)? == 0 || !standby::is_go(&line) {
             return Ok(ExitCode::SUCCESS);
         }
     }
@@ -288,3 +291,7 @@ fn read_image(path: &std::path::Path) -> Result<Vec<u8>> {
     }
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
+
+#[cfg(test)]
+#[path = "run_standby_tests.rs"]
+mod standby_tests;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-pub const TOKEN: &str = "test-token";
+pub const TOKEN: &str = "test-token-of-at-least-32-characters";
 pub const EXIT_MAYFLY_ERROR: i32 = 125;
 pub const GREETING: &[u8] = b"Hello from a Mayfly unikernel!\n";
 /// How long a gateway may take to print `ready` (it builds nothing: images are given).

@@ -9,6 +9,8 @@
 //!   PORT and answers each with `late` and a newline, then closes it.
 //! - `udp-send A.B.C.D PORT MESSAGE`: sends MESSAGE in a datagram, waits 1 s for an answer,
 //!   prints `udp: reply ...` or `udp: no reply`, exits 0.
+//! - `say TEXT...`: prints each TEXT on a line of its own, as given (control characters
+//!   included), then waits forever like `idle`.
 #![no_std]
 #![no_main]
 
@@ -97,6 +99,14 @@ async fn main() -> Result<(), NetError> {
                 println!("line {i:06} of console output");
             }
             Ok(())
+        }
+        Some("say") => {
+            for text in args.iter().skip(2) {
+                println!("{text}");
+            }
+            loop {
+                mayfly::task::sleep(core::time::Duration::from_secs(3600)).await;
+            }
         }
         Some("idle") => loop {
             mayfly::task::sleep(core::time::Duration::from_secs(3600)).await;

@@ -3,7 +3,7 @@
 #![deny(unsafe_code)]
 
 use clap::Parser;
-use mayfly_cli::serve_cli::{Args, execute};
+use mayfly_serve::cli::{Args, execute};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
