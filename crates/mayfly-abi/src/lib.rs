@@ -1,4 +1,6 @@
-//! The contract between a Mayfly unikernel and the Mayfly monitor.
+//! The guest/monitor contract: hypercall numbers and argument structs, boot info, manifest, NIC
+//! ring layout, ABI version.
+//! See docs/design.md, "Map", for its place among the other crates.
 //!
 //! This crate is the whole guest/monitor interface, shared by both sides so that they cannot
 //! drift. It has no dependencies and no `unsafe`: it only names numbers and lays out the plain-data

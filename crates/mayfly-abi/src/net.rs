@@ -69,6 +69,30 @@ pub struct NetInfo {
     pub ring_slots: u32,
 }
 
+/// Byte offset of the producer counter (`head`) from the start of a ring.
+pub const HEAD_OFFSET: u64 = core::mem::offset_of!(RingHeader, head) as u64;
+/// Byte offset of the consumer counter (`tail`) from the start of a ring.
+pub const TAIL_OFFSET: u64 = core::mem::offset_of!(RingHeader, tail) as u64;
+/// Byte offset of a slot's frame length (a little-endian `u32`) from the start of the slot.
+pub const SLOT_LEN_OFFSET: u64 = 0;
+/// Byte offset of a slot's frame from the start of the slot (after the length word).
+pub const SLOT_FRAME_OFFSET: u64 = 4;
+
+/// Address of the producer counter of the ring starting at `ring`.
+pub const fn head_addr(ring: GuestAddr) -> GuestAddr {
+    ring + HEAD_OFFSET
+}
+
+/// Address of the consumer counter of the ring starting at `ring`.
+pub const fn tail_addr(ring: GuestAddr) -> GuestAddr {
+    ring + TAIL_OFFSET
+}
+
+/// Address of the frame of the slot at `slot` (see [`slot_addr`]).
+pub const fn frame_addr(slot: GuestAddr) -> GuestAddr {
+    slot + SLOT_FRAME_OFFSET
+}
+
 /// Address of slot `index` of the ring starting at `ring`.
 pub const fn slot_addr(ring: GuestAddr, index: u32) -> GuestAddr {
     ring + SLOTS_OFFSET + (index % RING_SLOTS) as u64 * SLOT_SIZE as u64
@@ -85,5 +109,20 @@ mod tests {
         assert_eq!(RING_BYTES % 4096, 0);
         assert!(FRAME_MAX >= 14 + MTU as usize);
         assert_eq!(slot_addr(0x1000, RING_SLOTS + 1), 0x1000 + 4096 + 2048);
+    }
+
+    #[test]
+    fn ring_offsets_are_those_of_the_header_and_slot_layout() {
+        assert_eq!(core::mem::offset_of!(RingHeader, head), 0);
+        assert_eq!(core::mem::offset_of!(RingHeader, tail), 4);
+        assert_eq!(core::mem::offset_of!(RingHeader, reserved), 8);
+        assert_eq!((HEAD_OFFSET, TAIL_OFFSET), (0, 4));
+        assert_eq!(head_addr(0x2000), 0x2000);
+        assert_eq!(tail_addr(0x2000), 0x2004);
+        // The length word, then the frame, fill the slot exactly.
+        assert_eq!(SLOT_LEN_OFFSET + 4, SLOT_FRAME_OFFSET);
+        assert_eq!(SLOT_FRAME_OFFSET + FRAME_MAX as u64, SLOT_SIZE as u64);
+        assert_eq!(frame_addr(slot_addr(0x1000, 0)), 0x1000 + SLOTS_OFFSET + 4);
+        assert!(SLOTS_OFFSET >= RING_HEADER_SIZE as u64);
     }
 }

@@ -1,7 +1,16 @@
-//! The `mayfly` command's library: building guest crates into images, and the benchmarks.
-//! The binary (`main.rs`, `commands/`) only parses arguments and calls into this.
+//! The `mayfly` binary: build, run (the monitor), ps/deploy/rm/logs; `serve` and `bench` run the
+//! binaries beside it.
+//! See docs/design.md, "Map", for its place among the other crates.
+//!
+//! The `mayfly` command's library: building guest crates into images (the benchmarks use it too).
+//! The binary (`main.rs`, `commands/`) only parses arguments and calls into this, the monitor
+//! (`mayfly run`), or the binaries beside it (`mayfly serve`, `mayfly bench`).
+//! Room: the `mayfly` binary runs every monitor process, so it links no async runtime, no HTTP
+//! server and no gateway; new commands that need them get their own binary, dispatched like
+//! `serve` and `bench`.
 
-pub mod bench;
+#![deny(unsafe_code)]
+
 pub mod builder;
-pub mod http_client;
-pub mod serve_cli;
+/// The one small HTTP client (kept under its old name for the tests).
+pub use mayfly_protocol::http as http_client;

@@ -176,18 +176,26 @@ fn guest_timings_are_reported_in_order() {
 fn a_forbidden_system_call_kills_the_monitor_and_is_reported() {
     require_kvm();
     let hello = guest_image("examples/hello");
-    let run = run_image(&hello, &["--seccomp-selftest"], &[]);
+    let run = run_image(&hello, &["--sandbox-selftest", "getppid"], &[]);
     assert_eq!(run.status, Some(159), "stdout {} stderr {}", run.stdout, run.stderr);
     run.assert_one_line_error("monitor stopped by its seccomp filter: system call 110");
 }
 
+/// The `Seccomp:` mode /proc shows for `pid` (0: none, 2: a filter), once the guest runs.
+fn seccomp_mode(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the monitor runs");
+    let line = status.lines().find(|l| l.starts_with("Seccomp:")).expect("a Seccomp line");
+    line["Seccomp:".len()..].trim().to_owned()
+}
+
 #[test]
 fn guests_run_under_the_sandbox_by_default_and_without_it_on_request() {
-    require_kvm();
-    let hello = guest_image("examples/hello");
-    // The same guest, with and without the filter: both succeed (the filter allows the run loop).
-    assert_eq!(run_image(&hello, &[], &["5"]).status, Some(5));
-    assert_eq!(run_image(&hello, &["--no-sandbox"], &["5"]).status, Some(5));
+    // The test runner itself is not filtered, so whatever mode the monitor shows is its own.
+    assert_eq!(seccomp_mode(std::process::id()), "0", "the test runs under a filter already");
+    let sandboxed = RunningProbe::start(&[], &[]);
+    assert_eq!(seccomp_mode(sandboxed.pid()), "2", "the monitor runs the guest without its filter");
+    let unconfined = RunningProbe::start(&["--no-sandbox"], &[]);
+    assert_eq!(seccomp_mode(unconfined.pid()), "0", "--no-sandbox still installed a filter");
 }
 
 #[test]
@@ -235,40 +243,118 @@ fn waiting_on_a_device_the_image_did_not_declare_is_reported() {
     run.assert_one_line_error("guest waits forever with no device to wake it (deadlock)");
 }
 
+/// A probe in `announce-sleep` mode, running: its guest has printed `probe: running` (so the
+/// monitor has entered it) and sleeps 3 s. Killed when dropped.
+struct RunningProbe {
+    child: std::process::Child,
+}
+
+impl RunningProbe {
+    /// Starts the probe with monitor `options`, each `(from, to)` of `inherit` duplicated to
+    /// descriptor `to` without close-on-exec, and waits (at most 20 s) until the guest runs.
+    fn start(
+        options: &[&str],
+        inherit: &[(std::os::fd::RawFd, std::os::fd::RawFd)],
+    ) -> RunningProbe {
+        use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt;
+        require_kvm();
+        let mut cmd = mayfly();
+        cmd.arg("run").arg(guest_image("tests/guests/probe")).args(options);
+        cmd.args(["--timeout", "20", "--", "announce-sleep", "3000"]);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+        let inherit = inherit.to_vec();
+        // SAFETY: dup2(2) is async-signal-safe and touches only the child's descriptor table;
+        // the new descriptor has no close-on-exec flag, so the monitor inherits it.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &(from, to) in &inherit {
+                    if libc::dup2(from, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn mayfly run");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut probe = RunningProbe { child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line == "probe: running" => return probe,
+                Ok(_) => {}
+                Err(e) => {
+                    probe.kill();
+                    panic!("the probe did not say it runs within 20 s: {e}");
+                }
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Where each of the monitor's descriptors points, by number.
+    fn descriptors(&self) -> Vec<(String, String)> {
+        let dir = std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("the monitor runs");
+        dir.filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?.display().to_string();
+            Some((e.file_name().to_string_lossy().into_owned(), target))
+        })
+        .collect()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RunningProbe {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 #[test]
 fn the_monitor_holds_only_the_descriptors_it_needs_while_the_guest_runs() {
-    require_kvm();
-    // While the guest sleeps, list the monitor's descriptors: no /dev/kvm, no image file.
-    let probe_image = guest_image("tests/guests/probe");
-    let mut child = mayfly()
-        .arg("run")
-        .arg(&probe_image)
-        .args(["--timeout", "10", "--", "sleep", "1500"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut targets = Vec::new();
-    // Wait until the VM exists (an anon_inode:kvm-vm descriptor), then look.
-    while Instant::now() < deadline {
-        targets = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|d| {
-                d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                    .map(|p| p.display().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if targets.iter().any(|t: &String| t.contains("kvm-vcpu")) {
-            break;
-        }
-        std::thread::yield_now();
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    // Once the guest runs (it said so), list the monitor's descriptors: no /dev/kvm, no image.
+    let probe = RunningProbe::start(&[], &[]);
+    let targets: Vec<String> = probe.descriptors().into_iter().map(|(_, t)| t).collect();
     assert!(targets.iter().any(|t| t.contains("kvm-vcpu")), "{targets:?}");
     assert!(!targets.iter().any(|t| t == "/dev/kvm"), "/dev/kvm still open: {targets:?}");
     assert!(!targets.iter().any(|t| t.contains("probe")), "the image still open: {targets:?}");
     assert!(targets.len() <= 6, "{targets:?}");
+}
+
+#[test]
+fn the_monitor_closes_every_descriptor_it_inherited() {
+    use std::os::fd::AsRawFd;
+    // A descriptor the monitor inherits (no close-on-exec) as fd 7 and fd 100.
+    let dir = repo().join("target/test-scratch/inherited-fd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("inherited-marker");
+    std::fs::write(&marker, b"an inherited descriptor\n").unwrap();
+    let file = std::fs::File::open(&marker).unwrap();
+    let fd = file.as_raw_fd();
+    let probe = RunningProbe::start(&[], &[(fd, 7), (fd, 100)]);
+    let fds = probe.descriptors();
+    let kept: Vec<_> = fds
+        .iter()
+        .filter(|(n, t)| n == "7" || n == "100" || t.contains("inherited-marker"))
+        .collect();
+    assert!(
+        kept.is_empty(),
+        "inherited descriptors still open in the monitor: {kept:?} (all: {fds:?})"
+    );
 }

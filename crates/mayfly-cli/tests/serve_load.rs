@@ -27,6 +27,59 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
+/// The gateway's TCP sockets that are not listening (client, upstream or admin connections,
+/// in any state), by the kernel's connection tables.
+fn connections(pid: u32) -> usize {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| {
+                let target = std::fs::read_link(e.ok()?.path()).ok()?;
+                let target = target.to_str()?;
+                Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    let mut count = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(state), Some(inode)) = (fields.get(3), fields.get(9)) else { continue };
+            if *state != "0A" && inodes.iter().any(|i| i == inode) {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// Each service's `cold_starts` from the admin API.
+fn cold_starts(admin: SocketAddr) -> Vec<(String, u64)> {
+    let reply = http_request(
+        admin,
+        "GET",
+        "/services",
+        &[("Authorization", "Bearer t")],
+        b"",
+        Duration::from_secs(10),
+    )
+    .expect("the admin API answers");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let services: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON");
+    let mut counts: Vec<(String, u64)> = services
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| {
+            let name = s["spec"]["name"].as_str().unwrap_or_default().to_owned();
+            (name, s["cold_starts"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    counts.sort();
+    counts
+}
+
 fn children(pid: u32) -> usize {
     let out = Command::new("pgrep").args(["-P", &pid.to_string()]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
@@ -49,7 +102,7 @@ fn tens_of_thousands_of_requests_while_instances_churn() {
         )
     };
     let config = format!(
-        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n\n{}{}{}",
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"test-token-of-at-least-32-characters\"\n\n{}{}{}",
         service("alpha", "max_lifetime_ms = 300\nmax_instances = 3"),
         service("beta", "max_lifetime_ms = 500\nwarm_shells = 0\nmax_instances = 3"),
         service("gamma", "mode = \"per-request\"\nmax_instances = 4\nwarm_shells = 2"),
@@ -81,16 +134,21 @@ fn tens_of_thousands_of_requests_while_instances_churn() {
         }
     });
     let mut gateway: Option<SocketAddr> = None;
+    let mut admin: Option<SocketAddr> = None;
     loop {
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("mayfly serve got ready");
         if let Some(rest) = line.strip_prefix("mayfly serve: gateway on http://") {
             gateway = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+            admin = rest
+                .split_once("admin API on http://")
+                .and_then(|(_, a)| a.split_whitespace().next()?.parse().ok());
         }
         if line == "mayfly serve: ready" {
             break;
         }
     }
     let addr = gateway.expect("gateway address");
+    let admin = admin.expect("admin API address");
     // Warm-up, then the baseline of the gateway's own footprint.
     for name in ["alpha", "beta", "gamma"] {
         let r = http_request(
@@ -110,6 +168,7 @@ fn tens_of_thousands_of_requests_while_instances_churn() {
     // grow it further (a leak would grow with every request).
     let mut footprints = Vec::new();
     for round in 1..=2 {
+        let starts_before = cold_starts(admin);
         let done = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let clients: Vec<_> = (0..CLIENTS)
@@ -156,14 +215,30 @@ fn tens_of_thousands_of_requests_while_instances_churn() {
             &failures[..failures.len().min(5)]
         );
         eprintln!("round {round}: {} requests in {:?}", REQUESTS / 2, started.elapsed());
+        // Instances churned during the load: every service booted more instances than it may
+        // run at once, so some retired (lifetime, idle or per-request) while requests flowed.
+        let starts_after = cold_starts(admin);
+        eprintln!("round {round}: cold starts {starts_before:?} -> {starts_after:?}");
+        for ((name, before), (_, after)) in starts_before.iter().zip(&starts_after) {
+            assert!(
+                after - before > 4,
+                "round {round}: {name} booted {} instances under load: no churn",
+                after - before
+            );
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         let shells = 1 + 2; // alpha's and gamma's warm shells stay prepared
         while children(pid) > shells {
             assert!(Instant::now() < deadline, "instances still alive: {}", children(pid));
             std::thread::sleep(Duration::from_millis(50));
         }
-        // Let idle pooled connections expire (2 s) before measuring.
-        std::thread::sleep(Duration::from_millis(2500));
+        // Measure once the gateway holds no connection at all (pooled upstream connections
+        // closed with their instances, clients' and the admin API's closed).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while connections(pid) > 0 {
+            assert!(Instant::now() < deadline, "connections still open: {}", connections(pid));
+            std::thread::sleep(Duration::from_millis(20));
+        }
         footprints.push((rss_kib(pid), fds(pid)));
     }
     let [(rss1, fds1), (rss2, fds2)] = [footprints[0], footprints[1]];
@@ -171,7 +246,7 @@ fn tens_of_thousands_of_requests_while_instances_churn() {
         "gateway footprint: before {rss_before} KiB; after round 1 {rss1} KiB {fds1} fds; after round 2 {rss2} KiB {fds2} fds"
     );
     assert!(
-        rss2 <= rss1 + 2048,
+        rss2 <= rss1 + 1024,
         "the gateway's RSS kept growing: {rss_before} -> {rss1} -> {rss2} KiB"
     );
     assert!(fds2 <= fds1 + 2, "descriptors leaked: {fds1} -> {fds2}");

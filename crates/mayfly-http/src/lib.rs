@@ -1,4 +1,5 @@
-//! A small sans-IO HTTP/1.1 server-side protocol for Mayfly unikernels.
+//! Sans-IO HTTP/1.1: the request parser with hard limits and the response encoder.
+//! See docs/design.md, "Map", for its place among the other crates.
 //!
 //! The crate never touches a socket: the caller reads bytes from wherever they come from and
 //! hands them to a [`RequestParser`], which returns complete [`Request`]s; the caller answers each

@@ -8,6 +8,7 @@
 use crate::guest_memory::GuestRam;
 use crate::net::Nic;
 use crate::outcome::Outcome;
+use crate::plan::MemoryPlan;
 use mayfly_abi::hypercall::{EXIT_MESSAGE_MAX, HYPERCALL_COUNT, WAIT_FOREVER, WAIT_TIMER_ONLY};
 use mayfly_abi::layout::DOORBELL_ADDR;
 use mayfly_abi::manifest::Device;
@@ -28,9 +29,11 @@ fn misbehaved(what: String) -> Step {
 }
 
 /// Serves the hypercall rung by a store of `size` bytes of `data` (its first four, if longer)
-/// at guest address `addr`.
+/// at guest address `addr`. `plan` says which memory the guest may write (results are only
+/// written there).
 pub fn dispatch(
     ram: &GuestRam,
+    plan: &MemoryPlan,
     addr: u64,
     data: u32,
     size: usize,
@@ -51,7 +54,7 @@ pub fn dispatch(
     let args = u64::from(data);
     match call {
         Hypercall::Exit => exit(ram, args),
-        Hypercall::Wait => wait(ram, args, deadline, nic),
+        Hypercall::Wait => wait(ram, plan, args, deadline, nic),
         Hypercall::ConsoleFlush => Step::Continue,
     }
 }
@@ -93,10 +96,18 @@ fn read_message(ram: &GuestRam, addr: u64, len: u32) -> String {
 
 fn wait(
     ram: &GuestRam,
+    plan: &MemoryPlan,
     addr: u64,
     deadline: Option<(Instant, Duration)>,
     mut nic: Option<&mut Nic>,
 ) -> Step {
+    // Wait writes its result back: the structure must be memory the guest could write itself.
+    if !plan.guest_writable(addr, std::mem::size_of::<WaitArgs>() as u64) {
+        return misbehaved(format!(
+            "hypercall Wait: arguments at {addr:#x} are not in the guest's read-write memory \
+             (the monitor writes the result there)"
+        ));
+    }
     let mut args: WaitArgs = match read_args(ram, Hypercall::Wait, addr) {
         Ok(args) => args,
         Err(step) => return step,

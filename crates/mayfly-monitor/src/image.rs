@@ -2,9 +2,11 @@
 //!
 //! Parse, then represent: [`Image::parse`] reads the headers with checked accessors, refuses
 //! anything Mayfly cannot boot with a message saying what is wrong and how to fix it, and yields
-//! the loadable segments, the entry point and the manifest. Copying the segments into guest
-//! memory is left to `linux-loader` (see `vm.rs`), after this validation.
+//! the loadable segments, the entry point and the manifest. [`Image::load`] then copies exactly
+//! those segments (their file bytes; the rest of each is the zero of fresh guest memory), and
+//! nothing the validator did not see.
 
+use crate::guest_memory::{BadRange, GuestRam};
 use mayfly_abi::manifest::{self, Manifest};
 use mayfly_abi::{ABI_VERSION, layout};
 
@@ -67,6 +69,11 @@ pub enum ImageError {
     BadSegment { start: u64, what: &'static str },
     #[error("segments at {first:#x} and {second:#x} overlap")]
     OverlappingSegments { first: u64, second: u64 },
+    #[error(
+        "segments at {first:#x} and {second:#x} share a page, and one is writable while the \
+         other is executable, so that page would be both (W^X); align segments to 4 KiB pages"
+    )]
+    WritableAndExecutablePage { first: u64, second: u64 },
     #[error("entry point {0:#x} is not inside an executable segment")]
     BadEntry(u64),
 }
@@ -87,6 +94,10 @@ pub struct Segment {
     pub start: u64,
     /// Bytes in memory (the part beyond the file's bytes is zero: `.bss`).
     pub mem_size: u64,
+    /// Where the segment's bytes start in the file.
+    pub file_offset: u64,
+    /// Bytes taken from the file (at most `mem_size`; checked to lie inside the file).
+    pub file_size: u64,
     /// Access rights.
     pub flags: SegmentFlags,
 }
@@ -165,10 +176,16 @@ impl Image {
                         manifest = Some(found);
                     }
                 }
-                PT_LOAD if mem_size > 0 => {
+                PT_LOAD if mem_size > 0 || file_size > 0 => {
                     let bad = |what| ImageError::BadSegment { start: vaddr, what };
                     if file_size > mem_size {
                         return Err(bad("its file size exceeds its memory size"));
+                    }
+                    if flags & PF_W != 0 && flags & PF_X != 0 {
+                        return Err(bad(
+                            "it is both writable and executable; link code and data into \
+                             separate segments (W^X)",
+                        ));
                     }
                     if file_part.is_none() {
                         return Err(ImageError::Truncated("a loadable segment"));
@@ -183,20 +200,38 @@ impl Image {
                         return Err(ImageError::OverlapsReserved { start: vaddr, end });
                     }
                     let flags = SegmentFlags { write: flags & PF_W != 0, exec: flags & PF_X != 0 };
-                    segments.push(Segment { start: vaddr, mem_size, flags });
+                    segments.push(Segment {
+                        start: vaddr,
+                        mem_size,
+                        file_offset: offset,
+                        file_size,
+                        flags,
+                    });
                 }
                 _ => {}
             }
         }
         segments.sort_by_key(|s| s.start);
         for pair in segments.windows(2) {
-            if let [first, second] = pair
-                && first.end() > second.start
-            {
-                return Err(ImageError::OverlappingSegments {
-                    first: first.start,
-                    second: second.start,
-                });
+            if let [first, second] = pair {
+                if first.end() > second.start {
+                    return Err(ImageError::OverlappingSegments {
+                        first: first.start,
+                        second: second.start,
+                    });
+                }
+                // Pages get the union of the rights of the segments in them (see `plan`), so
+                // code and writable data sharing a page would make it writable and executable.
+                let shared_page = first.end().saturating_sub(1) / layout::PAGE_SIZE
+                    == second.start / layout::PAGE_SIZE;
+                let mixed = (first.flags.write && second.flags.exec)
+                    || (first.flags.exec && second.flags.write);
+                if shared_page && mixed {
+                    return Err(ImageError::WritableAndExecutablePage {
+                        first: first.start,
+                        second: second.start,
+                    });
+                }
             }
         }
         if segments.is_empty() {
@@ -215,10 +250,31 @@ impl Image {
         Ok(Image { entry, segments, manifest })
     }
 
+    /// Copies the segments into `ram`, exactly as validated: each segment's file bytes at its
+    /// start; the rest of the segment (`.bss`) is left as it is, zero in fresh guest memory.
+    /// `bytes` must be the file this image was parsed from.
+    pub fn load(&self, bytes: &[u8], ram: &GuestRam) -> Result<(), LoadError> {
+        for seg in &self.segments {
+            let data = file_range(bytes, seg.file_offset, seg.file_size)
+                .ok_or(LoadError::NotTheParsedFile)?;
+            ram.write_bytes(seg.start, data).map_err(LoadError::Memory)?;
+        }
+        Ok(())
+    }
+
     /// One past the highest address any segment occupies.
     pub fn end(&self) -> u64 {
         self.segments.iter().map(Segment::end).max().unwrap_or(layout::IMAGE_BASE)
     }
+}
+
+/// Why validated segments could not be copied into guest memory.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoadError {
+    #[error("the image bytes are not those that were validated")]
+    NotTheParsedFile,
+    #[error("a segment does not fit in guest memory: {0}")]
+    Memory(BadRange),
 }
 
 /// The bytes of `[offset, offset + size)` of the file, if they are all inside it.

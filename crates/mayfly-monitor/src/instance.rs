@@ -6,19 +6,17 @@
 
 use crate::boot_args::{ArgsBlock, ArgsError};
 use crate::guest_memory::{BadRange, GuestRam, MapError};
-use crate::image::{Image, ImageError};
+use crate::image::{Image, ImageError, LoadError};
 use crate::kvm::{KvmError, KvmVm};
 use crate::net::rings::RingError;
 use crate::net::{NetConfig, NetError, Nic};
 use crate::paging::{self, TooManyTables};
 use crate::plan::{MemoryPlan, PlanError};
 use crate::{cpu, sys};
-use linux_loader::loader::KernelLoader;
 use mayfly_abi::boot::BOOT_MAGIC;
 use mayfly_abi::manifest::Device;
 use mayfly_abi::net::NetInfo;
 use mayfly_abi::{ABI_VERSION, BootInfo, layout};
-use std::io::Cursor;
 use std::time::Duration;
 
 /// What to boot and with which resources.
@@ -37,9 +35,9 @@ pub struct VmConfig {
     pub net: Option<NetConfig>,
     /// Run the guest under the monitor's seccomp filter (see `sandbox`).
     pub sandbox: bool,
-    /// Test hook: make a forbidden system call once sandboxed.
+    /// Test hook: make this forbidden system call once sandboxed.
     #[doc(hidden)]
-    pub seccomp_selftest: bool,
+    pub sandbox_selftest: Option<crate::sandbox::SelfTest>,
     /// Most bytes of console output the guest may write (stopped past it), if limited.
     pub console_limit: Option<u64>,
     /// Most bytes of console output per second shown (the excess is dropped), if limited.
@@ -62,7 +60,9 @@ pub enum BootError {
     #[error(transparent)]
     Kvm(#[from] KvmError),
     #[error("loading the image into guest memory failed: {0}")]
-    Load(String),
+    Load(#[from] LoadError),
+    #[error("arming the guest's time limit failed: {0}")]
+    Timer(std::io::Error),
     #[error("writing boot data into guest memory failed: {0}")]
     Write(#[from] BadRange),
     #[error("reading host entropy failed: {0}")]
@@ -82,9 +82,8 @@ pub enum BootError {
 
 /// A guest ready to run: memory loaded, vCPU at the entry point.
 pub struct Instance {
-    // Field order is drop order: the VM (which maps `ram`) goes before `ram`.
+    /// The VM, its vCPU and its memory.
     pub(crate) vm: KvmVm,
-    pub(crate) ram: GuestRam,
     pub(crate) plan: MemoryPlan,
     pub(crate) image: Image,
     pub(crate) args: ArgsBlock,
@@ -94,15 +93,10 @@ pub struct Instance {
     pub(crate) net_info: NetInfo,
     pub(crate) entropy: [u8; 32],
     pub(crate) sandbox: bool,
-    pub(crate) seccomp_selftest: bool,
+    pub(crate) sandbox_selftest: Option<crate::sandbox::SelfTest>,
+    pub(crate) grants: crate::sandbox::Grants,
     pub(crate) sandboxed: bool,
-    pub(crate) console_limit: Option<u64>,
-    pub(crate) console_left: u64,
-    pub(crate) console_rate: Option<u64>,
-    pub(crate) console_tokens: f64,
-    pub(crate) console_refilled: std::time::Instant,
-    pub(crate) console_dropped: u64,
-    pub(crate) console_noted: Option<std::time::Instant>,
+    pub(crate) console: crate::console::Console,
 }
 
 impl Instance {
@@ -118,8 +112,7 @@ impl Instance {
         let args = ArgsBlock::encode(&config.args, &config.env)?;
 
         let ram = GuestRam::new(config.mem_size)?;
-        linux_loader::loader::elf::Elf::load(ram.mmap(), None, &mut Cursor::new(image_bytes), None)
-            .map_err(|e| BootError::Load(e.to_string()))?;
+        image.load(image_bytes, &ram)?;
         for table in &tables.tables {
             let bytes: Vec<u8> = table.entries.iter().flat_map(|e| e.to_le_bytes()).collect();
             ram.write_bytes(table.addr, &bytes)?;
@@ -145,7 +138,19 @@ impl Instance {
             None => (None, NetInfo::default()),
         };
 
-        let vm = KvmVm::new(&ram)?;
+        // The filter follows the instance: socket calls only for what it was granted.
+        let grants = match (&nic, &config.net) {
+            (Some(_), Some(NetConfig::User { publish, allow_host_ports, .. })) => {
+                crate::sandbox::Grants {
+                    published: !publish.is_empty(),
+                    outbound: !allow_host_ports.is_empty(),
+                    unix_dirs: nic.as_ref().map(|n| n.unix_dirs.clone()).unwrap_or_default(),
+                }
+            }
+            _ => crate::sandbox::Grants::default(),
+        };
+
+        let vm = KvmVm::new(ram)?;
         let vcpu_err = |what| move |source| KvmError::Ioctl { what, cause: source };
         // Every field that matters is set here, so the vCPU's reset state need not be read
         // (one ioctl less on the boot path); the APIC stays at its architectural default base.
@@ -158,7 +163,6 @@ impl Instance {
         let tsc_khz = vm.vcpu.get_tsc_khz().map_err(vcpu_err("KVM_GET_TSC_KHZ"))?;
         Ok(Instance {
             vm,
-            ram,
             plan,
             image,
             args,
@@ -168,15 +172,14 @@ impl Instance {
             net_info,
             entropy,
             sandbox: config.sandbox,
-            seccomp_selftest: config.seccomp_selftest,
+            sandbox_selftest: config.sandbox_selftest,
+            grants,
             sandboxed: false,
-            console_limit: config.console_limit,
-            console_left: config.console_limit.unwrap_or(u64::MAX),
-            console_rate: config.console_rate,
-            console_tokens: config.console_rate.unwrap_or(0) as f64,
-            console_refilled: std::time::Instant::now(),
-            console_dropped: 0,
-            console_noted: None,
+            console: crate::console::Console::new(
+                config.console_limit,
+                config.console_rate,
+                std::time::Instant::now(),
+            ),
         })
     }
 
@@ -204,7 +207,7 @@ impl Instance {
             entropy: self.entropy,
             net: self.net_info,
         };
-        self.ram.write(layout::BOOT_INFO_ADDR, info)?;
+        self.vm.ram().write(layout::BOOT_INFO_ADDR, info)?;
         Ok(())
     }
 

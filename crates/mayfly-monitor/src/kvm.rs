@@ -31,17 +31,21 @@ pub fn kvm_path() -> String {
     std::env::var("MAYFLY_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".to_owned())
 }
 
-/// The VM and its vCPU. Dropping it closes both (and frees KVM's state for them).
+/// The VM, its vCPU and the guest memory that backs it. Dropping it closes the vCPU and the VM
+/// (freeing KVM's state for them) and only then unmaps the memory: the VM owns its memory, so
+/// the memory cannot go while KVM may still reach it.
 pub struct KvmVm {
-    // Field order is drop order: the vCPU goes before the VM.
+    // Field order is drop order: the vCPU goes before the VM, the VM before its memory.
     /// The only vCPU.
     pub vcpu: VcpuFd,
     _vm: VmFd,
+    ram: GuestRam,
 }
 
 impl KvmVm {
-    /// Creates a VM backed by `ram` and one vCPU (registers not yet set).
-    pub fn new(ram: &GuestRam) -> Result<KvmVm, KvmError> {
+    /// Creates a VM backed by `ram` (which it takes, and keeps mapped for as long as it exists)
+    /// and one vCPU (registers not yet set).
+    pub fn new(ram: GuestRam) -> Result<KvmVm, KvmError> {
         let path = kvm_path();
         let c_path =
             std::ffi::CString::new(path.clone()).map_err(|_| KvmError::Missing(path.clone()))?;
@@ -51,6 +55,9 @@ impl KvmVm {
             _ => KvmError::Ioctl { what: "opening the KVM device", cause: e },
         })?;
         let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
+        // /dev/kvm itself is not needed once the VM exists: close it before anything else (so
+        // that no later descriptor, the vCPU's included, coexists with it).
+        drop(kvm);
         // Two slots around the hypercall doorbell page, which must stay without memory so that
         // every guest access to it exits (see `mayfly_abi::hypercall`).
         let base = ram.host_base().unwrap_or(0);
@@ -66,14 +73,18 @@ impl KvmVm {
             };
             // SAFETY: the region lies inside the anonymous mapping owned by `ram` (`host_base`
             // .. + `size`; `size` is at least `MIN_MEM_SIZE`, far above the doorbell), which
-            // stays mapped for as long as this VM exists: the caller keeps `ram` alive beside
-            // the returned `KvmVm` (see `Instance`), and the VM is dropped first.
+            // stays mapped for as long as this VM exists: the returned `KvmVm` owns `ram`, and
+            // its field order drops the vCPU and the VM before `ram`. On an error return the VM
+            // (declared after `ram`) is dropped before `ram`, too.
             unsafe { vm.set_user_memory_region(region) }
                 .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
         }
         let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
-        // /dev/kvm itself is not needed once the VM exists: close it before the guest runs.
-        drop(kvm);
-        Ok(KvmVm { vcpu, _vm: vm })
+        Ok(KvmVm { vcpu, _vm: vm, ram })
+    }
+
+    /// The guest memory.
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
     }
 }

@@ -1,18 +1,26 @@
-//! The Mayfly monitor: boots one unikernel image on KVM and serves its hypercalls.
+//! The monitor: image checks, memory plan, page tables, KVM, run loop, hypercalls, virtual NIC,
+//! sandbox.
+//! See docs/design.md, "Map", for its place among the other crates.
 //!
 //! The boot path lives in [`instance`] (validate, plan, load, set up the vCPU), the run loop in
-//! [`run`], the hypercall table in [`hypercalls`]. Unsafe code is confined to three modules:
+//! [`run`], the hypercall table in [`hypercalls`]. Unsafe code is denied at the crate root and
+//! allowed (`#[allow(unsafe_code)]`) only in three modules:
 //! `kvm` (registering guest memory), `guest_memory` (the plain-data contract of ABI structures)
 //! and `sys` (timer signal, clock, entropy, tap, poll, the SIGSYS reporter). [`sandbox`] builds
 //! the seccomp filter the run loop lives under. Every guest is treated as hostile: see
 //! `docs/design.md`.
 
+#![deny(unsafe_code)]
+
 pub mod boot_args;
+pub mod console;
 pub mod cpu;
+#[allow(unsafe_code)]
 pub mod guest_memory;
 pub mod hypercalls;
 pub mod image;
 pub mod instance;
+#[allow(unsafe_code)]
 pub mod kvm;
 pub mod net;
 pub mod outcome;
@@ -20,6 +28,7 @@ pub mod paging;
 pub mod plan;
 pub mod run;
 pub mod sandbox;
+#[allow(unsafe_code)]
 pub mod sys;
 
 pub use image::{Image, ImageError};

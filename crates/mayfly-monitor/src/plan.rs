@@ -154,6 +154,28 @@ impl MemoryPlan {
     }
 }
 
+impl MemoryPlan {
+    /// Whether the guest may write all of `[addr, addr + len)` itself: every byte in a region
+    /// its page tables grant ring 3 write access to (not the doorbell, which has no memory).
+    /// The monitor writes hypercall results only there, never into the guest's code or
+    /// read-only data.
+    pub fn guest_writable(&self, addr: u64, len: u64) -> bool {
+        let Some(end) = addr.checked_add(len) else { return false };
+        let mut at = addr;
+        for region in &self.regions {
+            if at >= end {
+                break;
+            }
+            let writable =
+                region.access.user && region.access.write && region.start != layout::DOORBELL_ADDR;
+            if region.start <= at && at < region.end && writable {
+                at = region.end;
+            }
+        }
+        at >= end && len > 0
+    }
+}
+
 /// The image's segments as page-aligned regions. Where two segments share a page, the page gets
 /// the union of their rights (images from `mayfly build` never share pages).
 fn segment_regions(image: &Image) -> Vec<Region> {

@@ -31,6 +31,8 @@ pub struct RunReport {
     pub outcome: Outcome,
     /// When things happened.
     pub timings: Timings,
+    /// Frames the NIC's backend dropped (tap: oversized from the host, spoofed from the guest).
+    pub dropped_frames: crate::net::tap::Dropped,
 }
 
 /// The first (up to) four bytes of an exit's data, little-endian, zero-extended.
@@ -60,7 +62,7 @@ impl Instance {
         self.write_boot_info()?;
         let deadline = self.timeout.map(|t| (Instant::now() + t, t));
         if let Some((_, after)) = deadline {
-            sys::arm_timeout(after).map_err(|e| BootError::Load(format!("arming timer: {e}")))?;
+            sys::arm_timeout(after).map_err(BootError::Timer)?;
         }
         self.enter_sandbox()?;
         let mut timings = Timings { entered_ns: sys::monotonic_ns(), ..Timings::default() };
@@ -69,7 +71,7 @@ impl Instance {
             if !self.drain_console(console) {
                 break Outcome::Misbehaved(format!(
                     "console output exceeded its limit of {} bytes",
-                    self.console_limit.unwrap_or(0)
+                    self.console.limit().unwrap_or(0)
                 ));
             }
             let step = match exit {
@@ -82,7 +84,15 @@ impl Instance {
                 ))),
                 Exit::MmioWrite { addr, data, size } => {
                     timings.first_hypercall_ns.get_or_insert_with(sys::monotonic_ns);
-                    hypercalls::dispatch(&self.ram, addr, data, size, deadline, self.nic.as_mut())
+                    hypercalls::dispatch(
+                        self.vm.ram(),
+                        &self.plan,
+                        addr,
+                        data,
+                        size,
+                        deadline,
+                        self.nic.as_mut(),
+                    )
                 }
                 Exit::Interrupted => match deadline {
                     Some((at, after)) if Instant::now() >= at => {
@@ -122,7 +132,7 @@ impl Instance {
                 Step::Stop(outcome) => {
                     // Let the last frames the guest queued leave before it goes.
                     if let Some(nic) = self.nic.as_mut() {
-                        let _ = nic.pump(&self.ram);
+                        let _ = nic.pump(self.vm.ram());
                     }
                     break outcome;
                 }
@@ -132,10 +142,13 @@ impl Instance {
             // Disarm: later runs in this process must not be interrupted by this timer.
             let _ = sys::arm_timeout(Duration::ZERO);
         }
-        self.note_dropped_console(console);
+        if let Some(note) = self.console.note(Instant::now(), true) {
+            let _ = console.write_all(note.as_bytes());
+        }
         let _ = console.flush();
         timings.stopped_ns = sys::monotonic_ns();
-        Ok(RunReport { outcome, timings })
+        let dropped_frames = self.nic.as_ref().map(|n| n.dropped()).unwrap_or_default();
+        Ok(RunReport { outcome, timings, dropped_frames })
     }
 
     /// Confines this process with the monitor's seccomp filter (once; `run` calls it too). Call
@@ -143,10 +156,10 @@ impl Instance {
     /// path to the guest's first instruction, e.g. before waiting on standby.
     pub fn enter_sandbox(&mut self) -> Result<(), BootError> {
         if self.sandbox && !self.sandboxed {
-            crate::sandbox::enter()?;
+            crate::sandbox::enter(&self.grants)?;
             self.sandboxed = true;
-            if self.seccomp_selftest {
-                sys::forbidden_call();
+            if let Some(test) = self.sandbox_selftest {
+                sys::forbidden_call(test);
             }
         }
         Ok(())
@@ -173,11 +186,12 @@ impl Instance {
         }
     }
 
-    /// Copies the guest's pending console output to `console` and empties the buffer.
-    /// Returns false once the guest has printed more than its console limit (what is over the
-    /// limit is not written).
+    /// Copies the guest's pending console output to `console` (what its limits let through)
+    /// and empties the buffer. Returns false once the guest has printed more than its console
+    /// limit (what is over the limit is not written).
     fn drain_console(&mut self, console: &mut dyn Write) -> bool {
-        let Ok(len) = self.ram.read_u32(layout::CONSOLE_ADDR) else {
+        let ram = self.vm.ram();
+        let Ok(len) = ram.read_u32(layout::CONSOLE_ADDR) else {
             return true;
         };
         if len == 0 {
@@ -185,46 +199,35 @@ impl Instance {
         }
         let len = (len as usize).min(mayfly_abi::console::CONSOLE_CAPACITY);
         let data_addr = layout::CONSOLE_ADDR + mayfly_abi::console::CONSOLE_DATA_OFFSET;
-        let allowed = usize::try_from(self.console_left).unwrap_or(usize::MAX).min(len);
-        // Rate: a bucket of `rate` bytes (one second's worth), refilled continuously; what does
-        // not fit is dropped, and said so at most once a second.
-        let mut shown = allowed;
-        if let Some(rate) = self.console_rate {
-            let now = Instant::now();
-            let refill = now.duration_since(self.console_refilled).as_secs_f64() * rate as f64;
-            self.console_tokens = (self.console_tokens + refill).min(rate as f64);
-            self.console_refilled = now;
-            // `console_tokens` is in [0, rate]; float-to-int `as` saturates.
-            #[allow(clippy::cast_possible_truncation)]
-            let tokens = self.console_tokens as usize;
-            shown = allowed.min(tokens);
-            self.console_tokens -= shown as f64;
-            self.console_dropped += (allowed - shown) as u64;
-        }
-        if let Ok(bytes) = self.ram.read_bytes(data_addr, shown) {
+        let now = Instant::now();
+        let admitted = self.console.admit(len, now);
+        if let Ok(bytes) = ram.read_bytes(data_addr, admitted.show) {
             let _ = console.write_all(&bytes);
         }
-        if self.console_noted.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            self.note_dropped_console(console);
+        if let Some(note) = self.console.note(now, false) {
+            let _ = console.write_all(note.as_bytes());
         }
-        self.console_left = self.console_left.saturating_sub(len as u64);
-        let _ = self.ram.write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
-        allowed == len
+        let _ = ram.write_bytes(layout::CONSOLE_ADDR, &0u32.to_le_bytes());
+        !admitted.over_limit
     }
 
-    /// Says how much console output the rate limit dropped since the last note, if any.
-    fn note_dropped_console(&mut self, console: &mut dyn Write) {
-        if self.console_dropped == 0 {
-            return;
+    /// Whether the guest instruction at `rip` is an `out` to the exception port: `out imm8`
+    /// naming it, or `out dx` with DX holding it (an operand-size prefix allowed). Copied in
+    /// from guest memory and checked like any guest data.
+    fn writes_fault_port(&self, rip: u64) -> bool {
+        let ram = self.vm.ram();
+        let Ok(code) = ram.check_guest_range(rip, 3).and_then(|()| ram.read_bytes(rip, 3)) else {
+            return false;
+        };
+        let code = code.strip_prefix(&[0x66]).unwrap_or(&code);
+        let port = layout::FAULT_PORT;
+        match code {
+            [0xe6 | 0xe7, imm, ..] => u16::from(*imm) == port,
+            [0xee | 0xef, ..] => {
+                self.vm.vcpu.get_regs().is_ok_and(|r| r.rdx & 0xffff == u64::from(port))
+            }
+            _ => false,
         }
-        let note = format!(
-            "\n[mayfly: {} bytes of console output dropped: over {} bytes/s]\n",
-            self.console_dropped,
-            self.console_rate.unwrap_or(0)
-        );
-        let _ = console.write_all(note.as_bytes());
-        self.console_dropped = 0;
-        self.console_noted = Some(Instant::now());
     }
 
     /// Decodes the exception the stubs reported: the frame from the exception stack (whose
@@ -240,9 +243,18 @@ impl Instance {
             ));
         }
         let error_code = cpu::has_error_code(vector)
-            .then(|| self.ram.read_u64(layout::FAULT_FRAME_ERROR_CODE).ok())
+            .then(|| self.vm.ram().read_u64(layout::FAULT_FRAME_ERROR_CODE).ok())
             .flatten();
-        let rip = self.ram.read_u64(layout::FAULT_FRAME_RIP).unwrap_or(0);
+        let rip = self.vm.ram().read_u64(layout::FAULT_FRAME_RIP).unwrap_or(0);
+        // Ring 3 has no I/O ports: a guest's own `out` to the exception port is a general
+        // protection fault, whatever vector it claims. Say that the report was refused.
+        if vector == 13 && self.writes_fault_port(rip) {
+            return Outcome::Misbehaved(format!(
+                "guest tried to forge an exception report (an `out` to the exception port {:#x} \
+                 at rip {rip:#x}); the report was rejected",
+                layout::FAULT_PORT
+            ));
+        }
         let address = (vector == 14).then_some(sregs.cr2);
         Outcome::Faulted(Fault { vector: Some(vector), rip, error_code, address })
     }

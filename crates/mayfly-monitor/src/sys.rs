@@ -144,7 +144,8 @@ extern "C" fn on_sigsys(
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; 24..28 is inside it.
     let number = unsafe { info.cast::<u8>().add(24).cast::<i32>().read_unaligned() };
     let prefix: &[u8] = b"mayfly: monitor stopped by its seccomp filter: system call ";
-    let suffix: &[u8] = b" is not in its allowlist (docs/security.md)\n";
+    let suffix: &[u8] =
+        b" is not in its allowlist, or not with these arguments (docs/security.md)\n";
     let mut digits = [0u8; 10];
     let mut n = number.unsigned_abs();
     let mut i = digits.len();
@@ -184,11 +185,64 @@ pub fn report_sigsys(status: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Makes a system call the sandbox forbids (`getppid`), for the sandbox's test.
-pub fn forbidden_call() {
-    // SAFETY: getppid has no arguments and no memory effects.
-    unsafe { libc::getppid() };
+/// Makes the forbidden call `test` names, for the sandbox's self-test: once the filter is
+/// installed, the SIGSYS reporter ends the process before this returns.
+pub fn forbidden_call(test: crate::sandbox::SelfTest) {
+    use crate::sandbox::SelfTest;
+    let unix_stream = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    // SAFETY: each call gets valid arguments or none that it dereferences (a null address of
+    // length 0 for connect, a live winsize for TIOCGWINSZ, a live int for FIONBIO (0: leave
+    // stdout blocking), a NUL-terminated path for openat);
+    // descriptors created (if the filter failed to stop the call) are closed at once.
+    unsafe {
+        let fd = match test {
+            SelfTest::Getppid => {
+                libc::getppid();
+                -1
+            }
+            SelfTest::Ioctl => {
+                let mut size: libc::winsize = std::mem::zeroed();
+                libc::ioctl(1, libc::TIOCGWINSZ, &mut size);
+                -1
+            }
+            SelfTest::IoctlFionbio => {
+                let blocking: libc::c_int = 0;
+                libc::ioctl(1, libc::FIONBIO, &blocking);
+                -1
+            }
+            SelfTest::SocketTcp => libc::socket(libc::AF_INET, OUTBOUND_SOCKET_TYPE, 0),
+            SelfTest::SocketUdp => {
+                libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+            }
+            SelfTest::SocketUnix => libc::socket(libc::AF_UNIX, unix_stream, 0),
+            SelfTest::Connect => {
+                libc::connect(-1, std::ptr::null(), 0);
+                -1
+            }
+            SelfTest::MmapExec => {
+                let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+                let rx = libc::PROT_READ | libc::PROT_EXEC;
+                let at = libc::mmap(std::ptr::null_mut(), 4096, rx, flags, -1, 0);
+                if at != libc::MAP_FAILED {
+                    libc::munmap(at, 4096);
+                }
+                -1
+            }
+            SelfTest::Fcntl => {
+                libc::fcntl(1, libc::F_GETFL);
+                -1
+            }
+            SelfTest::Open => libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC),
+        };
+        if fd >= 0 {
+            libc::close(fd);
+        }
+    }
 }
+
+/// The socket type of outbound connections (the only one the sandbox lets `socket` create).
+pub const OUTBOUND_SOCKET_TYPE: libc::c_int =
+    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
 
 /// Starts a TCP connection to `addr:port` on a new non-blocking socket and returns at once
 /// (the connection is usually still in progress). Needs only `socket` and `connect`, which the
@@ -199,9 +253,7 @@ pub fn connect_nonblocking(
 ) -> std::io::Result<std::net::TcpStream> {
     use std::os::fd::FromRawFd;
     // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe {
-        libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
-    };
+    let fd = unsafe { libc::socket(libc::AF_INET, OUTBOUND_SOCKET_TYPE, 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -224,6 +276,29 @@ pub fn connect_nonblocking(
         }
     }
     Ok(stream)
+}
+
+/// Opens directory `path` as an `O_PATH` descriptor: enough to name files relative to it
+/// (`unlinkat`), nothing else.
+pub fn open_dir_path(path: &std::path::Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)?;
+    Ok(dir.into())
+}
+
+/// Removes the file `name` in directory `dir` (`unlinkat(2)`; the one form of unlink the
+/// sandbox allows, and only relative to a published Unix socket's directory).
+pub fn unlink_at(dir: &std::os::fd::OwnedFd, name: &std::ffi::CStr) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `dir` is an open descriptor we own and `name` a NUL-terminated string, both live
+    // for the call; unlinkat reads only the string.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 static XCPU_SECONDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -1,4 +1,4 @@
-//! The admin API: JSON over HTTP, on its own (loopback by default) address, behind a bearer
+//! The admin API: JSON over HTTP (its types: [`mayfly_protocol::admin`]), on its own (loopback by default) address, behind a bearer
 //! token. The control plane is the [`Orchestrator`]'s actions; this only translates.
 //!
 //! | method and path | action |
@@ -12,12 +12,14 @@
 
 use crate::config::ServiceSpec;
 use crate::orchestrator::Orchestrator;
+use crate::policy::ApiPolicy;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use mayfly_protocol::admin::ErrorBody;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,7 +37,7 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    json(status, &serde_json::json!({ "error": message }))
+    json(status, &ErrorBody { error: message.to_owned() })
 }
 
 /// Compares tokens in time independent of where they differ.
@@ -49,6 +51,7 @@ pub async fn serve(
     listener: TcpListener,
     orch: Arc<Orchestrator>,
     token: Arc<String>,
+    policy: Arc<ApiPolicy>,
     stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -57,9 +60,10 @@ pub async fn serve(
                 let Ok((stream, _)) = accepted else { continue };
                 let orch = orch.clone();
                 let token = token.clone();
+                let policy = policy.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        handle(orch.clone(), token.clone(), req)
+                        handle(orch.clone(), token.clone(), policy.clone(), req)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -74,6 +78,7 @@ pub async fn serve(
 async fn handle(
     orch: Arc<Orchestrator>,
     token: Arc<String>,
+    policy: Arc<ApiPolicy>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
@@ -125,10 +130,24 @@ async fn handle(
                     StatusCode::BAD_REQUEST,
                     &format!("the spec's name {:?} differs from the path's {name:?}", spec.name),
                 ),
-                Ok(spec) => match orch.deploy(spec).await {
-                    Ok(()) => json(StatusCode::OK, &serde_json::json!({ "deployed": name })),
-                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
-                },
+                Ok(spec) => {
+                    let _one_at_a_time = policy.deploys.lock().await;
+                    let others = orch.services();
+                    let all = others.iter().map(|s| &s.spec).filter(|s| s.name != name);
+                    let admitted = spec.validate().map_err(|e| e.to_string());
+                    match admitted
+                        .and_then(|()| policy.admit(&spec))
+                        .and_then(|()| policy.fits(all.chain([&spec])))
+                    {
+                        Err(refused) => error(StatusCode::BAD_REQUEST, &refused),
+                        Ok(()) => match orch.deploy(spec).await {
+                            Ok(()) => {
+                                json(StatusCode::OK, &serde_json::json!({ "deployed": name }))
+                            }
+                            Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                        },
+                    }
+                }
             }
         }
         (Method::DELETE, ["services", name]) => {
@@ -146,6 +165,27 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::token_matches;
+    use crate::config::{Mode, ServiceSpec};
+    use crate::orchestrator::ServiceInfo;
+
+    #[test]
+    fn what_the_gateway_lists_is_what_mayfly_ps_reads() {
+        let mut spec = ServiceSpec::new("kv", "examples/kv".into(), "/kv");
+        spec.mode = Mode::PerRequest;
+        let info = ServiceInfo {
+            spec,
+            image: "/k.img".into(),
+            instances: [("ready".to_owned(), 2)].into(),
+            queued: 3,
+            cold_starts: 4,
+            backoff_seconds: 0.0,
+            last_crash: None,
+        };
+        let text = serde_json::to_vec(&info).unwrap();
+        let read: mayfly_protocol::admin::ServiceInfo = serde_json::from_slice(&text).unwrap();
+        assert_eq!((read.spec.name.as_str(), read.spec.mode.as_str()), ("kv", "per-request"));
+        assert_eq!((read.instances, read.queued, read.cold_starts), (info.instances, 3, 4));
+    }
 
     #[test]
     fn tokens_must_match_exactly() {

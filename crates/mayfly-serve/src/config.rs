@@ -150,6 +150,11 @@ fn default_queue_timeout() -> u64 {
     10_000
 }
 
+/// The most instances one service may have.
+pub const MAX_INSTANCES: u32 = 4096;
+/// The most shells one service may keep prepared.
+pub const MAX_WARM_SHELLS: u32 = 64;
+
 /// A field of a service spec was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("service {service:?}: `{field}` {reason}")]
@@ -222,8 +227,11 @@ impl ServiceSpec {
         if self.guest_port == 0 {
             return fail("guest_port", "must not be 0");
         }
-        if self.max_instances == 0 {
-            return fail("max_instances", "must be at least 1");
+        if !(1..=MAX_INSTANCES).contains(&self.max_instances) {
+            return fail("max_instances", &format!("must be from 1 to {MAX_INSTANCES}"));
+        }
+        if self.warm_shells > MAX_WARM_SHELLS {
+            return fail("warm_shells", &format!("must be at most {MAX_WARM_SHELLS}"));
         }
         if self.min_instances > self.max_instances {
             return fail("min_instances", "must not exceed max_instances");
@@ -272,6 +280,18 @@ pub struct GatewayConfig {
     /// Allow the admin API on a non-loopback address.
     #[serde(default)]
     pub admin_public: bool,
+    /// Directories under which a `crate` deployed through the admin API may lie (it is built,
+    /// i.e. its build scripts run, on this host). Default: none, so API deploys take images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_roots: Vec<PathBuf>,
+    /// Directories under which an `image` deployed through the admin API may lie, besides the
+    /// directories of this file's own images. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_roots: Vec<PathBuf>,
+    /// Guest memory all services may reserve together, MiB: the sum over services of
+    /// `mem_mib * (max_instances + warm_shells)`.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget_mib: u64,
     /// A client must send a whole request head within this, ms.
     #[serde(default = "default_head_timeout")]
     pub head_timeout_ms: u64,
@@ -336,6 +356,9 @@ fn default_listen() -> SocketAddr {
 fn default_admin() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8081))
 }
+fn default_memory_budget() -> u64 {
+    64 * 1024
+}
 
 impl Default for GatewayConfig {
     fn default() -> GatewayConfig {
@@ -344,6 +367,9 @@ impl Default for GatewayConfig {
             admin_listen: default_admin(),
             admin_token: None,
             admin_public: false,
+            build_roots: Vec::new(),
+            image_roots: Vec::new(),
+            memory_budget_mib: default_memory_budget(),
             head_timeout_ms: default_head_timeout(),
             body_timeout_ms: default_body_timeout(),
             keep_alive_timeout_ms: default_keep_alive(),

@@ -113,7 +113,7 @@ pub(crate) async fn forward(
         orch.metrics.cold_start(service);
         orch.metrics.cold_phase(service, "ready", arrived.elapsed().as_secs_f64());
     }
-    let authority = lease.addr.to_string();
+    let authority = lease.addr.authority();
     let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let build = || {
         let mut upstream_req = Request::builder().method(parts.method.clone()).uri(uri.as_str());
@@ -228,7 +228,7 @@ async fn read_body(
 async fn connect(lease: &Lease) -> Result<Upstream, UpstreamError> {
     let started = Instant::now();
     loop {
-        match lease.pool.get(lease.addr).await {
+        match lease.pool.get(&lease.addr).await {
             Ok(upstream) => return Ok(upstream),
             Err(_) if lease.cold_since.is_some() && started.elapsed() < CONNECT_PATIENCE => {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -271,7 +271,7 @@ async fn exchange(
             if !upstream.reused {
                 return Err(UpstreamError::Broken("the connection was not ready".into()));
             }
-            upstream = ConnPool::connect(lease.addr)
+            upstream = ConnPool::connect(&lease.addr)
                 .await
                 .map_err(|e| UpstreamError::Connect(e.to_string()))?;
             request = unsent;
@@ -351,6 +351,7 @@ mod tests {
             limits: crate::gateway::Limits::default(),
             body_budget: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
         };
+        let addr = crate::upstream::InstanceAddr::Tcp(addr);
         let lease = Lease::detached(addr, Arc::default());
         let first = exchange(&gate, &lease, get(), false).await;
         assert!(first.is_ok_and(|r| r.status() == 200));

@@ -7,7 +7,10 @@
 //! listens are held by the monitor, so an instance can take requests the moment it is told to go.
 
 use crate::logs::LogBuffer;
+use crate::upstream::InstanceAddr;
+use mayfly_protocol::standby::{self, MonitorArgs, MonitorLine, MonitorNet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -44,6 +47,36 @@ pub struct Launch {
     pub max_connections: u64,
 }
 
+impl Launch {
+    /// The flags of a standby monitor for this launch (the standby protocol's first step).
+    /// Without a tap, the guest's port is published on the Unix socket `socket` (or, without
+    /// one, on a free loopback TCP port).
+    pub fn monitor_args(&self, socket: Option<&std::path::Path>) -> MonitorArgs {
+        let net = match &self.tap {
+            Some(tap) => {
+                MonitorNet::Tap { name: tap.name.clone(), ip: tap.ip.clone(), gateway: tap.gateway }
+            }
+            None => MonitorNet::Publish {
+                bind: socket
+                    .map_or_else(|| "127.0.0.1:0".into(), |s| format!("unix:{}", s.display())),
+                guest_port: self.guest_port,
+            },
+        };
+        let set = |n: u64| (n > 0).then_some(n);
+        MonitorArgs {
+            image: self.image.clone(),
+            net,
+            mem_mib: self.mem_mib,
+            cpu_limit_s: set(self.cpu_limit_s),
+            console_limit_bytes: set(self.console_limit_kib * 1024),
+            console_rate: set(self.console_rate),
+            max_connections: set(self.max_connections),
+            env: self.env.clone(),
+            args: self.args.clone(),
+        }
+    }
+}
+
 /// Why an instance could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -53,6 +86,8 @@ pub enum InstanceError {
     Failed(String),
     #[error("the monitor did not get ready within {PREPARE_TIMEOUT:?}")]
     Timeout,
+    #[error("cannot create the gateway's private socket directory: {0}")]
+    SocketDir(std::io::Error),
 }
 
 /// An instance's process ended: whether we asked for it, and the exit status.
@@ -75,7 +110,7 @@ pub struct Shell {
     /// Instance number (unique within the orchestrator).
     pub id: u64,
     /// Where the guest's port is published.
-    pub addr: SocketAddr,
+    pub addr: InstanceAddr,
     /// When the process was spawned.
     pub spawned: Instant,
     /// How long preparing took (spawn to standby).
@@ -97,38 +132,23 @@ impl Shell {
         exits: mpsc::UnboundedSender<Exited>,
     ) -> Result<Shell, InstanceError> {
         let mut cmd = Command::new(&launch.mayfly);
-        cmd.arg("run").arg(&launch.image);
         // Where the guest's port will be reachable, when it is known in advance (tap).
-        let mut addr = None;
-        match &launch.tap {
-            Some(tap) => {
-                cmd.arg("--net").arg(format!("tap={}", tap.name)).arg("--ip").arg(&tap.ip);
-                if let Some(gateway) = tap.gateway {
-                    cmd.arg("--gateway").arg(gateway.to_string());
-                }
-                addr = tap.address().map(|(ip, _)| SocketAddr::from((ip, launch.guest_port)));
-            }
-            None => {
-                cmd.arg("--publish").arg(format!("127.0.0.1:0:{}", launch.guest_port));
-            }
-        }
-        if launch.cpu_limit_s > 0 {
-            cmd.arg("--cpu-limit").arg(launch.cpu_limit_s.to_string());
-        }
-        if launch.console_limit_kib > 0 {
-            cmd.arg("--console-limit").arg((launch.console_limit_kib * 1024).to_string());
-        }
-        if launch.console_rate > 0 {
-            cmd.arg("--console-rate").arg(launch.console_rate.to_string());
-        }
-        if launch.max_connections > 0 && launch.tap.is_none() {
-            cmd.arg("--max-connections").arg(launch.max_connections.to_string());
-        }
-        cmd.arg("--mem").arg(launch.mem_mib.to_string()).arg("--standby");
-        for (k, v) in &launch.env {
-            cmd.arg("--env").arg(format!("{k}={v}"));
-        }
-        cmd.arg("--").args(&launch.args);
+        let mut addr = launch.tap.as_ref().and_then(|tap| {
+            tap.address()
+                .map(|(ip, _)| InstanceAddr::Tcp(SocketAddr::from((ip, launch.guest_port))))
+        });
+        // The published socket (user-mode networking), removed after the monitor is gone: a
+        // Unix socket in the gateway's private directory, not a loopback port any local user
+        // could connect to.
+        let socket = match &launch.tap {
+            Some(_) => None,
+            None => Some(
+                crate::sockets::socket_dir()
+                    .map_err(InstanceError::SocketDir)?
+                    .join(format!("i{id}.sock")),
+            ),
+        };
+        cmd.args(launch.monitor_args(socket.as_deref()).to_args());
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.kill_on_drop(true);
         crate::sys::kill_with_parent(&mut cmd);
@@ -147,15 +167,17 @@ impl Shell {
         let mut last = String::new();
         let ready = tokio::time::timeout(PREPARE_TIMEOUT, async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.strip_prefix("mayfly: publishing ") {
-                    addr = rest.split(' ').next().and_then(|a| a.parse().ok());
-                } else if line.starts_with("mayfly: guest attached to tap ") {
+                match MonitorLine::parse(&line) {
+                    Some(MonitorLine::Publishing { addr: published, .. }) => {
+                        addr = InstanceAddr::parse(&published);
+                    }
                     // The address is the tap spec's.
-                } else if line == "mayfly: standby" {
-                    return true;
-                } else {
-                    logs.push(&name, &line);
-                    last = line;
+                    Some(MonitorLine::TapAttached { .. }) => {}
+                    Some(MonitorLine::Standby) => return true,
+                    None => {
+                        logs.push(&name, &line);
+                        last = line;
+                    }
                 }
             }
             false
@@ -163,14 +185,20 @@ impl Shell {
         .await;
         let addr = match (ready, addr) {
             (Ok(true), Some(addr)) => addr,
-            (Err(_), _) => return Err(InstanceError::Timeout),
+            (Err(_), _) => {
+                // The monitor is killed as `child` drops; its socket file goes now.
+                crate::sockets::remove_socket(socket.as_deref());
+                return Err(InstanceError::Timeout);
+            }
             _ => {
                 let _ = child.wait().await;
+                crate::sockets::remove_socket(socket.as_deref());
                 return Err(InstanceError::Failed(last));
             }
         };
         let (kill, killed) = oneshot::channel();
-        tokio::spawn(watch(id, name, child, lines, logs, killed, exits));
+        let watched = Watched { id, name, child, stderr: lines, logs, socket };
+        tokio::spawn(watch(watched, killed, exits));
         Ok(Shell {
             id,
             addr,
@@ -185,7 +213,7 @@ impl Shell {
     /// Enters the guest. The instance takes connections at once (the monitor holds them until
     /// the guest listens).
     pub async fn go(mut self) -> Running {
-        let _ = self.stdin.write_all(b"go\n").await;
+        let _ = self.stdin.write_all(standby::GO).await;
         let _ = self.stdin.flush().await;
         Running {
             id: self.id,
@@ -209,7 +237,7 @@ pub struct Running {
     /// Instance number.
     pub id: u64,
     /// Where its guest port is published.
-    pub addr: SocketAddr,
+    pub addr: InstanceAddr,
     /// The process id.
     pub pid: Option<u32>,
     _stdin: Option<ChildStdin>,
@@ -220,7 +248,7 @@ impl Running {
     /// An instance with no process behind it, for tests of the scaling decisions.
     #[cfg(test)]
     pub(crate) fn detached(id: u64) -> Running {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let addr = InstanceAddr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
         Running { id, addr, pid: None, _stdin: None, kill: None }
     }
 
@@ -238,16 +266,23 @@ impl Drop for Running {
     }
 }
 
-/// Waits for the process to end (or to be told to kill it) and reports how it ended.
-async fn watch(
+/// A started monitor process, as its watcher needs it.
+struct Watched {
     id: u64,
     name: String,
-    mut child: Child,
-    mut stderr: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    child: Child,
+    stderr: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
     logs: LogBuffer,
+    socket: Option<PathBuf>,
+}
+
+/// Waits for the process to end (or to be told to kill it) and reports how it ended.
+async fn watch(
+    watched: Watched,
     killed: oneshot::Receiver<()>,
     exits: mpsc::UnboundedSender<Exited>,
 ) {
+    let Watched { id, name, mut child, mut stderr, logs, socket } = watched;
     let mut last_words = String::new();
     let mut kill_requested = false;
     let mut killed = std::pin::pin!(killed);
@@ -283,14 +318,32 @@ async fn watch(
     // (a guest fault, panic or exit) exits with a status even if a kill was asked meanwhile.
     let by_our_kill = kill_requested
         && status.is_some_and(|s| std::os::unix::process::ExitStatusExt::signal(&s) == Some(9));
+    crate::sockets::remove_socket(socket.as_deref());
     let service = name.rsplit_once('-').map_or(name.as_str(), |(s, _)| s).to_owned();
+    let code = status.and_then(|s| s.code());
+    let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
     let _ = exits.send(Exited {
         id,
         service,
         killed: by_our_kill,
-        code: status.and_then(|s| s.code()),
-        last_words,
+        code,
+        last_words: stop_cause(last_words, code, signal),
     });
+}
+
+/// Why a monitor ended, for `last_crash` and the log: the monitor's own last line on stderr,
+/// which only the monitor writes (the guest's console is stdout). Without one, the guest
+/// ended on its own, and its status is only a number it chose: a guest exiting 124 or 139
+/// did not time out or fault, so the exit number is never read as a verdict.
+fn stop_cause(last_words: String, code: Option<i32>, signal: Option<i32>) -> String {
+    if !last_words.is_empty() {
+        return last_words;
+    }
+    match (code, signal) {
+        (Some(code), _) => format!("guest exited with status {code}"),
+        (None, Some(signal)) => format!("monitor killed by signal {signal}"),
+        (None, None) => "monitor ended (status unknown)".to_owned(),
+    }
 }
 
 /// The resident memory of process `pid`, KiB (from /proc).
@@ -298,4 +351,23 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stop_cause;
+
+    #[test]
+    fn a_guest_exit_status_is_never_read_as_a_monitor_verdict() {
+        for code in [124, 139, 152, 159] {
+            let cause = stop_cause(String::new(), Some(code), None);
+            assert_eq!(cause, format!("guest exited with status {code}"));
+            for verdict in ["time limit", "fault", "CPU time", "seccomp", "stopped"] {
+                assert!(!cause.contains(verdict), "{cause:?} reads as {verdict:?}");
+            }
+        }
+        let timeout = "mayfly: guest stopped: time limit of 1.000 s reached";
+        assert_eq!(stop_cause(timeout.to_owned(), Some(124), None), timeout);
+        assert_eq!(stop_cause(String::new(), None, Some(9)), "monitor killed by signal 9");
+    }
 }

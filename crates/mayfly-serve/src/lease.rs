@@ -1,7 +1,7 @@
 //! The right to send one request to one instance, given back by its `Drop`.
 
 use crate::lifecycle::Instance;
-use std::net::SocketAddr;
+use crate::upstream::InstanceAddr;
 use std::sync::Weak;
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ pub struct Lease {
     /// The instance.
     pub id: u64,
     /// Where to send the request.
-    pub addr: SocketAddr,
+    pub addr: InstanceAddr,
     /// Set when the request waited for this instance to start: when it started waiting.
     pub cold_since: Option<Instant>,
     /// When the instance's guest was started.
@@ -64,7 +64,7 @@ impl Lease {
         Lease {
             service,
             id: instance.run.id,
-            addr: instance.run.addr,
+            addr: instance.run.addr.clone(),
             cold_since,
             started: instance.started,
             pool: instance.pool.clone(),
@@ -84,7 +84,7 @@ impl Lease {
 impl Lease {
     /// A lease on the instance at `addr` that goes back nowhere (for tests of the request path).
     pub(crate) fn detached(
-        addr: SocketAddr,
+        addr: InstanceAddr,
         pool: std::sync::Arc<crate::upstream::ConnPool>,
     ) -> Lease {
         Lease {

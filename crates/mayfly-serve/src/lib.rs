@@ -1,3 +1,7 @@
+//! The gateway and orchestrator (`mayfly-serve` binary): routing, scaling, instances, admin API,
+//! metrics.
+//! See docs/design.md, "Map", for its place among the other crates.
+//!
 //! `mayfly serve`: transient microservices. An HTTP gateway routes each request to a service,
 //! boots a unikernel for it when none is ready (holding the request meanwhile), scales out
 //! under load up to a limit, and destroys idle instances, down to zero.
@@ -8,7 +12,10 @@
 //! - [`gateway`]: the request path (client side; `forward`: instance side); [`admin`]: the
 //!   admin API; [`metrics`], [`logs`].
 
+#![deny(unsafe_code)]
+
 pub mod admin;
+pub mod cli;
 pub mod config;
 mod forward;
 pub mod gateway;
@@ -18,8 +25,12 @@ pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod orchestrator;
+pub mod policy;
 pub mod service;
+pub mod sockets;
+#[allow(unsafe_code)]
 pub mod sys;
+pub mod token;
 pub mod upstream;
 
 use config::Config;
@@ -36,61 +47,27 @@ pub enum ServeError {
     Listen { addr: std::net::SocketAddr, cause: std::io::Error },
     #[error(transparent)]
     Deploy(#[from] orchestrator::DeployError),
-    #[error("cannot write the admin token to {path}: {cause}")]
-    Token { path: PathBuf, cause: std::io::Error },
+    #[error(transparent)]
+    Token(#[from] token::TokenError),
+    #[error("{0}")]
+    Budget(String),
 }
 
-/// Where `mayfly serve` keeps its state (the admin token): `$MAYFLY_STATE_DIR`, else
-/// `$HOME/.mayfly`.
-pub fn state_dir() -> PathBuf {
-    match std::env::var_os("MAYFLY_STATE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".mayfly")
-        }
-    }
-}
-
-/// A random admin token.
-fn new_token() -> String {
-    let mut bytes = [0u8; 24];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn write_token(token: &str) -> Result<PathBuf, ServeError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = state_dir();
-    let path = dir.join("admin-token");
-    let fail = |source| ServeError::Token { path: path.clone(), cause: source };
-    std::fs::create_dir_all(&dir).map_err(fail)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(fail)?;
-    std::io::Write::write_all(&mut file, token.as_bytes()).map_err(fail)?;
-    Ok(path)
-}
+pub use mayfly_protocol::admin::state_dir;
 
 /// Runs the gateway and admin API with `config` until SIGTERM or SIGINT, then drains and
 /// destroys every instance. `mayfly` is the binary that runs monitors and builds images.
 pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
+    let token = token::choose(config.gateway.admin_token.as_deref())?;
+    let policy = Arc::new(policy::ApiPolicy::new(&config.gateway, &config.services));
+    policy.fits(&config.services).map_err(ServeError::Budget)?;
     let gateway = TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: config.gateway.listen, cause: source })?;
     let admin = TcpListener::bind(config.gateway.admin_listen).await.map_err(|source| {
         ServeError::Listen { addr: config.gateway.admin_listen, cause: source }
     })?;
-    let token = match &config.gateway.admin_token {
-        Some(token) => token.clone(),
-        None => new_token(),
-    };
-    let token_path = write_token(&token)?;
+    let token_path = token::write(&state_dir(), &token)?;
     let fds = sys::raise_fd_limit();
     tracing::debug!(fds, "descriptor limit");
     let limits = gateway::Limits::new(&config.gateway);
@@ -102,7 +79,8 @@ pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     let gateway_addr = gateway.local_addr().ok();
     let admin_addr = admin.local_addr().ok();
     let gateway_task = tokio::spawn(gateway::serve(gateway, orch.clone(), limits, stop.clone()));
-    let admin_task = tokio::spawn(admin::serve(admin, orch.clone(), Arc::new(token), stop.clone()));
+    let admin_task =
+        tokio::spawn(admin::serve(admin, orch.clone(), Arc::new(token), policy, stop.clone()));
     eprintln!(
         "mayfly serve: gateway on http://{} , admin API on http://{} (token in {})",
         gateway_addr.map_or("?".into(), |a| a.to_string()),
@@ -134,6 +112,7 @@ pub async fn serve(config: Config, mayfly: PathBuf) -> Result<(), ServeError> {
     orch.shutdown(Duration::from_secs(10)).await;
     let _ = gateway_task.await;
     admin_task.abort();
+    sockets::remove_socket_dir();
     eprintln!("mayfly serve: stopped; every instance destroyed");
     Ok(())
 }

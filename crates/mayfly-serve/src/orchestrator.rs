@@ -5,7 +5,6 @@ use crate::config::{Mode, ServiceSpec};
 use crate::instance::{Exited, Launch, Shell, rss_kib};
 use crate::metrics::Metrics;
 use crate::service::{Action, Failure, Lease, Service};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,45 +43,10 @@ pub enum DeployError {
     NoImage { service: String, image: PathBuf },
 }
 
-/// A service, as listed by the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServiceInfo {
-    /// The spec.
-    pub spec: ServiceSpec,
-    /// The image in use.
-    pub image: PathBuf,
-    /// Instances by state.
-    pub instances: BTreeMap<String, usize>,
-    /// Requests waiting.
-    pub queued: usize,
-    /// Cold starts so far.
-    pub cold_starts: u64,
-    /// Seconds of crash-loop back-off left.
-    pub backoff_seconds: f64,
-    /// The last crash's diagnosis.
-    pub last_crash: Option<String>,
-}
-
+/// A service, as listed by the admin API (the type is the admin API's contract).
+pub type ServiceInfo = mayfly_protocol::admin::ServiceInfo<ServiceSpec>;
 /// An instance, as listed by the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct InstanceInfo {
-    /// The service.
-    pub service: String,
-    /// Instance name (`<service>-<n>`).
-    pub name: String,
-    /// ready, draining or standby.
-    pub state: String,
-    /// Seconds since it started (or was prepared).
-    pub age_seconds: f64,
-    /// Requests answered.
-    pub requests: u64,
-    /// Requests in flight.
-    pub in_flight: u32,
-    /// Resident memory of its monitor process, KiB.
-    pub memory_kib: Option<u64>,
-    /// Its published address.
-    pub addr: String,
-}
+pub use mayfly_protocol::admin::InstanceInfo;
 
 /// The orchestrator, shared by the gateway, the admin API and the housekeeping task.
 pub struct Orchestrator {

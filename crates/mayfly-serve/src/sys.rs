@@ -32,3 +32,17 @@ pub fn kill_with_parent(cmd: &mut tokio::process::Command) {
         });
     }
 }
+
+/// Fills `buf` from `getrandom(2)` (blocking until the kernel's pool is ready); returns how many
+/// bytes it wrote, or the error.
+pub fn getrandom(buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`, which we borrow mutably.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

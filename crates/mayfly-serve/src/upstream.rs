@@ -6,7 +6,46 @@ use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Where an instance takes connections: the Unix socket its monitor publishes in the gateway's
+/// private directory (user-mode networking), or its guest's TCP address (tap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceAddr {
+    /// A TCP address (a guest on a tap).
+    Tcp(SocketAddr),
+    /// A Unix socket path (a monitor's published port).
+    Unix(Arc<Path>),
+}
+
+impl InstanceAddr {
+    /// Parses the monitor's `publishing` address: `unix:PATH` or `ADDR:PORT`.
+    pub fn parse(text: &str) -> Option<InstanceAddr> {
+        match text.strip_prefix("unix:") {
+            Some(path) if !path.is_empty() => Some(InstanceAddr::Unix(Path::new(path).into())),
+            Some(_) => None,
+            None => text.parse().ok().map(InstanceAddr::Tcp),
+        }
+    }
+
+    /// The `Host` to send when the client gave none.
+    pub fn authority(&self) -> String {
+        match self {
+            InstanceAddr::Tcp(addr) => addr.to_string(),
+            InstanceAddr::Unix(_) => "localhost".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for InstanceAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstanceAddr::Tcp(addr) => write!(f, "{addr}"),
+            InstanceAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
 
 /// Idle keep-alive connections to one instance.
 #[derive(Default)]
@@ -52,7 +91,7 @@ impl std::fmt::Debug for ConnPool {
 
 impl ConnPool {
     /// An idle connection, or a new one to `addr`.
-    pub async fn get(&self, addr: SocketAddr) -> Result<Upstream, ConnectError> {
+    pub async fn get(&self, addr: &InstanceAddr) -> Result<Upstream, ConnectError> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match idle {
@@ -65,13 +104,20 @@ impl ConnPool {
     }
 
     /// A new connection to `addr`.
-    pub async fn connect(addr: SocketAddr) -> Result<Upstream, ConnectError> {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        let task = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+    pub async fn connect(addr: &InstanceAddr) -> Result<Upstream, ConnectError> {
+        let (sender, task) = match addr {
+            InstanceAddr::Tcp(addr) => {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+                (sender, tokio::spawn(async move { drop(connection.await) }))
+            }
+            InstanceAddr::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+                (sender, tokio::spawn(async move { drop(connection.await) }))
+            }
+        };
         Ok(Upstream { sender, reused: false, task: task.abort_handle() })
     }
 
@@ -85,5 +131,22 @@ impl ConnPool {
         if idle.len() < MAX_IDLE {
             idle.push(upstream);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InstanceAddr;
+
+    #[test]
+    fn published_addresses_parse() {
+        let unix = InstanceAddr::parse("unix:/run/g/i1.sock").unwrap();
+        assert!(matches!(&unix, InstanceAddr::Unix(p) if p.to_str() == Some("/run/g/i1.sock")));
+        assert_eq!(unix.to_string(), "unix:/run/g/i1.sock");
+        assert_eq!(unix.authority(), "localhost");
+        let tcp = InstanceAddr::parse("127.0.0.1:8080").unwrap();
+        assert_eq!(tcp.to_string(), "127.0.0.1:8080");
+        assert_eq!(InstanceAddr::parse("unix:"), None);
+        assert_eq!(InstanceAddr::parse("nonsense"), None);
     }
 }

@@ -1,4 +1,6 @@
-//! **Mayfly**: the library operating system of Mayfly unikernels.
+//! The library OS linked into every guest: startup, executor, console, time, TCP/IP over the rings,
+//! HTTP server.
+//! See docs/design.md, "Map", for its place among the other crates.
 //!
 //! An application is an ordinary `no_std` Cargo crate that depends on this one and names its
 //! `main` with [`main!`]; `mayfly build <crate>` turns it into a bootable image, and
@@ -32,6 +34,7 @@ pub mod net;
 mod platform;
 pub mod process;
 pub mod random;
+mod startup;
 pub mod task;
 pub mod time;
 

@@ -2,7 +2,10 @@
 //! hypercall instruction, reads of the boot info and the console page, the time-stamp counter,
 //! the heap's memory, the manifest note, and the `mem*` functions the compiler calls.
 //!
-//! The rest of the crate is safe code on top of the functions below.
+//! These are primitives only: what happens at startup, and in which order, is the safe
+//! `startup` module's. The rest of the crate is safe code on top of the functions below; this
+//! module depends on no other module of the crate but `startup` (the entry point hands over to
+//! it) and the `DEVICES` of the manifest.
 #![allow(unsafe_code)]
 
 use core::arch::asm;
@@ -42,6 +45,11 @@ static HEAP: TalcLock<RawSpinlock, Manual> = TalcLock::new(Manual);
 static BOOT: spinning_top::Spinlock<Option<BootInfo>> = spinning_top::Spinlock::new(None);
 /// Address of the console page (kept apart from `BOOT` so a panic can always print).
 static CONSOLE: AtomicUsize = AtomicUsize::new(0);
+/// The heap was handed to the allocator (it must be claimed once only).
+static HEAP_CLAIMED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The exit status of a panic (Rust's convention), also used when unwinding is attempted.
+pub(crate) const PANIC_STATUS: i32 = 101;
 
 unsafe extern "Rust" {
     /// The application's main, defined by [`crate::main!`].
@@ -56,24 +64,33 @@ extern "C" fn _start(boot: *const BootInfo) -> ! {
     // SAFETY: the monitor passes the address of an initialised, readable BootInfo (ABI contract,
     // `mayfly_abi::boot`); it is read once, by value.
     let info = unsafe { core::ptr::read_volatile(boot) };
-    crate::time::init(read_tsc(), info.tsc_hz, info.wall_clock_ns);
-    let heap_len = info.heap_end.saturating_sub(info.heap_start) as usize;
+    crate::startup::run(info)
+}
+
+/// Keeps the boot info (for [`boot_info`]) and the console page's address.
+pub(crate) fn keep_boot_info(info: BootInfo) {
     *BOOT.lock() = Some(info);
     CONSOLE.store(info.console as usize, Ordering::Relaxed);
-    #[cfg(feature = "net")]
-    if info.devices & (1 << mayfly_abi::manifest::Device::Net as u64) != 0 {
-        nic::RINGS.store(info.net.rings as usize, Ordering::Relaxed);
+}
+
+/// Hands the heap the boot info names to the allocator (once; later calls do nothing).
+pub(crate) fn claim_heap() {
+    let info = boot_info();
+    let heap_len = info.heap_end.saturating_sub(info.heap_start) as usize;
+    if heap_len == 0 || HEAP_CLAIMED.swap(true, Ordering::Relaxed) {
+        return;
     }
-    if heap_len > 0 {
-        // SAFETY: [heap_start, heap_end) is guest memory that the monitor maps read-write for
-        // the guest and that nothing else uses (it lies between the image and the stack guard).
-        unsafe {
-            HEAP.lock().claim(info.heap_start as *mut u8, heap_len);
-        }
+    // SAFETY: [heap_start, heap_end) is the boot info's heap: guest memory that the monitor
+    // maps read-write for the guest and that nothing else uses (it lies between the image and
+    // the stack guard); `HEAP_CLAIMED` makes sure it is claimed once.
+    unsafe {
+        HEAP.lock().claim(info.heap_start as *mut u8, heap_len);
     }
-    crate::console::init_logger();
-    let status = __mayfly_main();
-    crate::process::exit(status)
+}
+
+/// Runs the application's main, defined by [`crate::main!`].
+pub(crate) fn app_main() -> i32 {
+    __mayfly_main()
 }
 
 /// A copy of the boot info.
@@ -186,7 +203,7 @@ extern "C" fn rust_eh_personality() {}
 /// unwinding ever starts, so it is never reached.
 #[unsafe(no_mangle)]
 extern "C" fn _Unwind_Resume() -> ! {
-    exit(crate::process::PANIC_STATUS, mayfly_abi::ExitReason::Panic, b"unwinding is not supported")
+    exit(PANIC_STATUS, mayfly_abi::ExitReason::Panic, b"unwinding is not supported")
 }
 
 // The memory functions the compiler emits calls to. Written with string instructions so that
@@ -271,10 +288,21 @@ unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 #[cfg(feature = "net")]
 pub mod nic {
     use core::sync::atomic::{AtomicUsize, Ordering};
-    use mayfly_abi::net::{FRAME_MAX, RING_BYTES, RING_SLOTS, slot_addr};
+    use mayfly_abi::net::{
+        FRAME_MAX, RING_BYTES, RING_SLOTS, SLOT_LEN_OFFSET, frame_addr, head_addr, slot_addr,
+        tail_addr,
+    };
 
     /// Address of the RX ring (TX follows), or 0 without a NIC.
-    pub(super) static RINGS: AtomicUsize = AtomicUsize::new(0);
+    static RINGS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Takes the rings the boot info names, if the monitor attached a NIC.
+    pub(crate) fn attach() {
+        let info = super::boot_info();
+        if info.devices & (1 << mayfly_abi::manifest::Device::Net as u64) != 0 {
+            RINGS.store(info.net.rings as usize, Ordering::Relaxed);
+        }
+    }
 
     fn ring(tx: bool) -> Option<u64> {
         let base = RINGS.load(Ordering::Relaxed) as u64;
@@ -299,27 +327,29 @@ pub mod nic {
 
     /// Frames waiting in RX.
     pub fn rx_pending() -> u32 {
-        ring(false).map_or(0, |rx| load(rx).wrapping_sub(load(rx + 4)).min(RING_SLOTS))
+        ring(false)
+            .map_or(0, |rx| load(head_addr(rx)).wrapping_sub(load(tail_addr(rx))).min(RING_SLOTS))
     }
 
     /// Frames queued on TX that the monitor has not taken yet.
     pub fn tx_pending() -> u32 {
-        ring(true).map_or(0, |tx| load(tx).wrapping_sub(load(tx + 4)).min(RING_SLOTS))
+        ring(true)
+            .map_or(0, |tx| load(head_addr(tx)).wrapping_sub(load(tail_addr(tx))).min(RING_SLOTS))
     }
 
     /// Hands the next received frame to `f` (an empty frame if none is waiting, which the
     /// network stack drops).
     pub fn rx_consume<R>(f: impl FnOnce(&[u8]) -> R) -> R {
         let Some(rx) = ring(false).filter(|_| rx_pending() > 0) else { return f(&[]) };
-        let tail = load(rx + 4);
+        let tail = load(tail_addr(rx));
         let slot = slot_addr(rx, tail);
-        let len = (load(slot) as usize).min(FRAME_MAX);
+        let len = (load(slot + SLOT_LEN_OFFSET) as usize).min(FRAME_MAX);
         // SAFETY: the slot's frame area is `FRAME_MAX` bytes inside the RX ring and `len` is
         // clamped to it; the monitor does not write it while the guest runs, and the slice does
         // not outlive `f`.
-        let frame = unsafe { core::slice::from_raw_parts((slot + 4) as *const u8, len) };
+        let frame = unsafe { core::slice::from_raw_parts(frame_addr(slot) as *const u8, len) };
         let result = f(frame);
-        store(rx + 4, tail.wrapping_add(1));
+        store(tail_addr(rx), tail.wrapping_add(1));
         result
     }
 
@@ -333,17 +363,17 @@ pub mod nic {
     /// frame is dropped, as on a congested wire.
     pub fn tx_produce<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
         let Some(tx) = ring(true).filter(|_| tx_has_room() && len <= FRAME_MAX) else {
-            return f(&mut crate::net::device::scratch(len));
+            return f(&mut alloc::vec![0; len]);
         };
-        let head = load(tx);
+        let head = load(head_addr(tx));
         let slot = slot_addr(tx, head);
         // SAFETY: the slot's frame area is `FRAME_MAX >= len` bytes inside the TX ring, which
         // the monitor reads only during exits; the slice does not outlive `f`.
-        let frame = unsafe { core::slice::from_raw_parts_mut((slot + 4) as *mut u8, len) };
+        let frame = unsafe { core::slice::from_raw_parts_mut(frame_addr(slot) as *mut u8, len) };
         let result = f(frame);
         // `len <= FRAME_MAX` fits a u32.
-        store(slot, len as u32);
-        store(tx, head.wrapping_add(1));
+        store(slot + SLOT_LEN_OFFSET, len as u32);
+        store(head_addr(tx), head.wrapping_add(1));
         result
     }
 }

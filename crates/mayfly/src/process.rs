@@ -5,7 +5,7 @@ use core::fmt::{self, Write};
 use mayfly_abi::ExitReason;
 
 /// Exit status used for a panic (Rust's convention).
-pub const PANIC_STATUS: i32 = 101;
+pub const PANIC_STATUS: i32 = platform::PANIC_STATUS;
 
 /// Stops the unikernel with `status` (the `mayfly run` process exits with `status & 0xff`).
 pub fn exit(status: i32) -> ! {

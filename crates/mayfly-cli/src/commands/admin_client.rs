@@ -1,9 +1,9 @@
 //! `mayfly ps`, `mayfly deploy`, `mayfly rm`, `mayfly logs`: clients of the admin API.
 
 use anyhow::{Context, Result, bail};
-use mayfly_serve::config::Config;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use mayfly_protocol::admin::{self, InstanceInfo, ServiceInfo};
+use mayfly_protocol::http;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,7 +20,13 @@ pub struct Admin {
 }
 
 impl Admin {
-    fn request(&self, method: &str, path: &str, body: &[u8]) -> Result<serde_json::Value> {
+    /// `method path` with `body` (JSON) on the admin API: the JSON answer, or its error message.
+    fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<T> {
         let addr = match self.admin {
             Some(addr) => addr,
             None => std::env::var("MAYFLY_ADMIN")
@@ -33,7 +39,7 @@ impl Admin {
             None => match std::env::var("MAYFLY_ADMIN_TOKEN") {
                 Ok(t) => t,
                 Err(_) => {
-                    let path = mayfly_serve::state_dir().join("admin-token");
+                    let path = admin::token_path();
                     std::fs::read_to_string(&path).with_context(|| {
                         format!(
                             "no admin token: cannot read {} (is `mayfly serve` running?)",
@@ -43,31 +49,22 @@ impl Admin {
                 }
             },
         };
-        let mut stream =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| {
+        let auth = format!("Bearer {}", token.trim());
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        let timeouts = (Duration::from_secs(3), Duration::from_secs(600));
+        let reply =
+            http::request(addr, (method, path), &headers, body, timeouts).with_context(|| {
                 format!("cannot reach the admin API at {addr}: is `mayfly serve` running?")
             })?;
-        stream.set_read_timeout(Some(Duration::from_secs(600)))?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            token.trim(),
-            body.len()
-        );
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response)?;
-        let text = String::from_utf8_lossy(&response);
-        let (head, body) = text.split_once("\r\n\r\n").context("malformed admin response")?;
-        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let value: serde_json::Value =
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-        if status != 200 {
-            let message = value.get("error").and_then(|e| e.as_str()).unwrap_or(body.trim());
-            bail!("{message}");
+        if reply.status != 200 {
+            let text = String::from_utf8_lossy(&reply.body);
+            match serde_json::from_slice::<admin::ErrorBody>(&reply.body) {
+                Ok(error) => bail!("{}", error.error),
+                Err(_) => bail!("the admin API answered {}: {}", reply.status, text.trim()),
+            }
         }
-        Ok(value)
+        serde_json::from_slice(&reply.body)
+            .context("the admin API's answer is not the JSON expected")
     }
 }
 
@@ -79,24 +76,24 @@ pub struct PsArgs {
 }
 
 pub fn ps(args: PsArgs) -> Result<ExitCode> {
-    let services = args.admin.request("GET", "/services", b"")?;
-    let instances = args.admin.request("GET", "/instances", b"")?;
+    let services: Vec<ServiceInfo> = args.admin.request("GET", "/services", b"")?;
+    let instances: Vec<InstanceInfo> = args.admin.request("GET", "/instances", b"")?;
     println!(
         "{:<16} {:<8} {:>5} {:>8} {:>8} {:>8} {:>7}",
         "SERVICE", "MODE", "READY", "STARTING", "STANDBY", "QUEUED", "COLD"
     );
-    for s in services.as_array().into_iter().flatten() {
-        let count = |state: &str| s["instances"][state].as_u64().unwrap_or(0);
+    for s in &services {
+        let count = |state: &str| s.instances.get(state).copied().unwrap_or(0);
         println!(
             "{:<16} {:<8} {:>5} {:>8} {:>8} {:>8} {:>7}{}",
-            s["spec"]["name"].as_str().unwrap_or("?"),
-            s["spec"]["mode"].as_str().unwrap_or("?"),
+            s.spec.name,
+            s.spec.mode,
             count("ready") + count("draining"),
             count("starting"),
             count("standby"),
-            s["queued"].as_u64().unwrap_or(0),
-            s["cold_starts"].as_u64().unwrap_or(0),
-            match s["last_crash"].as_str() {
+            s.queued,
+            s.cold_starts,
+            match &s.last_crash {
                 Some(crash) => format!("  last crash: {crash}"),
                 None => String::new(),
             }
@@ -107,15 +104,15 @@ pub fn ps(args: PsArgs) -> Result<ExitCode> {
         "{:<22} {:<9} {:>9} {:>9} {:>10}  ADDRESS",
         "INSTANCE", "STATE", "AGE", "REQUESTS", "MEMORY"
     );
-    for i in instances.as_array().into_iter().flatten() {
+    for i in &instances {
         println!(
             "{:<22} {:<9} {:>8.1}s {:>9} {:>7} KiB  {}",
-            i["name"].as_str().unwrap_or("?"),
-            i["state"].as_str().unwrap_or("?"),
-            i["age_seconds"].as_f64().unwrap_or(0.0),
-            i["requests"].as_u64().unwrap_or(0),
-            i["memory_kib"].as_u64().map_or("?".into(), |m| m.to_string()),
-            i["addr"].as_str().unwrap_or("?"),
+            i.name,
+            i.state,
+            i.age_seconds,
+            i.requests,
+            i.memory_kib.map_or("?".into(), |m| m.to_string()),
+            i.addr,
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -131,20 +128,33 @@ pub struct DeployArgs {
 }
 
 pub fn deploy(args: DeployArgs) -> Result<ExitCode> {
-    let config = Config::load(&args.file)?;
-    if config.services.is_empty() {
-        bail!("{} has no [[service]] table", args.file.display());
-    }
-    for mut spec in config.services {
-        // Relative paths are relative to the file, not to the gateway's directory.
-        let base = args.file.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-        let base =
-            std::fs::canonicalize(if base.as_os_str().is_empty() { ".".into() } else { base })?;
-        spec.image = spec.image.map(|p| base.join(p));
-        spec.guest_crate = spec.guest_crate.map(|p| base.join(p));
+    let file = &args.file;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("{}: {}", file.display(), e.to_string().replace('\n', " ").trim())
+    })?;
+    let services = match table.get("service") {
+        Some(toml::Value::Array(services)) if !services.is_empty() => services,
+        _ => bail!("{} has no [[service]] table", file.display()),
+    };
+    // Relative paths are relative to the file, not to the gateway's directory.
+    let base = file.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let base = std::fs::canonicalize(if base.as_os_str().is_empty() { ".".into() } else { base })?;
+    // The gateway validates each spec and names what it refuses.
+    for spec in services {
+        let mut spec = serde_json::to_value(spec)?;
+        let name = spec["name"].as_str().map(str::to_owned);
+        let name = name.with_context(|| format!("{}: a service has no name", file.display()))?;
+        for key in ["image", "crate"] {
+            if let Some(path) = spec[key].as_str() {
+                spec[key] = base.join(path).to_string_lossy().into_owned().into();
+            }
+        }
         let body = serde_json::to_vec(&spec)?;
-        args.admin.request("PUT", &format!("/services/{}", spec.name), &body)?;
-        println!("deployed {}", spec.name);
+        let _: serde_json::Value =
+            args.admin.request("PUT", &format!("/services/{name}"), &body)?;
+        println!("deployed {name}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -159,7 +169,8 @@ pub struct RmArgs {
 }
 
 pub fn rm(args: RmArgs) -> Result<ExitCode> {
-    args.admin.request("DELETE", &format!("/services/{}", args.service), b"")?;
+    let _: serde_json::Value =
+        args.admin.request("DELETE", &format!("/services/{}", args.service), b"")?;
     println!("removed {}", args.service);
     Ok(ExitCode::SUCCESS)
 }
@@ -177,13 +188,39 @@ pub struct LogsArgs {
 }
 
 pub fn logs(args: LogsArgs) -> Result<ExitCode> {
-    let lines = args.admin.request(
+    let lines: Vec<String> = args.admin.request(
         "GET",
         &format!("/services/{}/logs?lines={}", args.service, args.lines),
         b"",
     )?;
-    for line in lines.as_array().into_iter().flatten() {
-        println!("{}", line.as_str().unwrap_or_default());
+    for line in lines {
+        println!("{}", escape_controls(&line));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `line` with its control characters (but tabs) written as escapes (`\x1b`), so that a
+/// guest's output cannot move the cursor, retitle or clear the terminal reading `mayfly logs`.
+fn escape_controls(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        match c {
+            '\t' => out.push(c),
+            // Control characters (category Cc) are all below U+00A0.
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("a\x1b[2Jb\x07\r\tc\u{9b}d"), "a\\x1b[2Jb\\x07\\x0d\tc\\x9bd");
+        assert_eq!(escape_controls("plain: ünïcode ✓"), "plain: ünïcode ✓");
+    }
 }

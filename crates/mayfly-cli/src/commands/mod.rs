@@ -1,7 +1,6 @@
 //! One module per subcommand: parse arguments, call the library, map the result to an exit code.
 
 pub mod admin_client;
-pub mod bench;
 pub mod build;
 pub mod run;
 pub mod serve;

@@ -2,8 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use mayfly_monitor::image::MAX_IMAGE_SIZE;
-use mayfly_monitor::net::{NetConfig, Publish};
+use mayfly_monitor::net::{HostAddr, NetConfig, Publish};
 use mayfly_monitor::{Instance, VmConfig};
+use mayfly_protocol::standby::{self, MonitorLine};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,7 +27,8 @@ pub struct Args {
     #[arg(long)]
     timings: bool,
     /// Publish a guest TCP port on the host: `[ADDR:]HOST_PORT:GUEST_PORT` (ADDR defaults to
-    /// 127.0.0.1; HOST_PORT 0 picks a free port). No tap and no privileges needed.
+    /// 127.0.0.1; HOST_PORT 0 picks a free port), or on a Unix socket: `unix:PATH:GUEST_PORT`
+    /// (created now, removed at exit; PATH must not exist). No tap and no privileges needed.
     #[arg(long, short = 'p', value_name = "[ADDR:]HOST:GUEST", value_parser = parse_publish)]
     publish: Vec<Publish>,
     /// Let the guest connect to this host loopback port, as 10.0.2.2:PORT (repeatable).
@@ -64,27 +66,39 @@ pub struct Args {
     /// Do not confine the monitor with its seccomp filter (for debugging the monitor).
     #[arg(long)]
     no_sandbox: bool,
-    /// Test hook: once sandboxed, make a forbidden system call (the filter must stop us).
-    #[arg(long, hide = true)]
-    seccomp_selftest: bool,
+    /// Test hook: once sandboxed, make this forbidden system call (the filter must stop us):
+    /// getppid, ioctl, ioctl-fionbio, socket-tcp, socket-udp, socket-unix, connect, mmap-exec,
+    /// fcntl, open.
+    #[arg(long, hide = true, value_name = "CALL")]
+    sandbox_selftest: Option<mayfly_monitor::sandbox::SelfTest>,
     /// Arguments for the guest.
     #[arg(last = true)]
     guest_args: Vec<String>,
 }
 
 fn parse_publish(spec: &str) -> Result<Publish, String> {
-    let bad = || format!("{spec:?} is not [ADDR:]HOST_PORT:GUEST_PORT (e.g. 8080:80)");
+    let bad = || {
+        format!(
+            "{spec:?} is not [ADDR:]HOST_PORT:GUEST_PORT (e.g. 8080:80) or unix:PATH:GUEST_PORT"
+        )
+    };
     let (rest, guest) = spec.rsplit_once(':').ok_or_else(bad)?;
     let guest_port: u16 = guest.parse().map_err(|_| bad())?;
+    if guest_port == 0 {
+        return Err(format!("{spec:?}: the guest port must not be 0"));
+    }
+    if let Some(path) = rest.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(format!("{spec:?}: give the Unix socket's path after `unix:`"));
+        }
+        return Ok(Publish { host: HostAddr::Unix(path.into()), guest_port });
+    }
     let (addr, host) = match rest.rsplit_once(':') {
         Some((addr, host)) => (addr.parse().map_err(|_| bad())?, host),
         None => (std::net::Ipv4Addr::LOCALHOST, rest),
     };
     let host_port: u16 = host.parse().map_err(|_| bad())?;
-    if guest_port == 0 {
-        return Err(format!("{spec:?}: the guest port must not be 0"));
-    }
-    Ok(Publish { host: std::net::SocketAddr::from((addr, host_port)), guest_port })
+    Ok(Publish { host: HostAddr::Tcp(std::net::SocketAddr::from((addr, host_port))), guest_port })
 }
 
 /// `--net tap[=NAME]`: the tap's name, if given.
@@ -182,7 +196,7 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         env: args.env.clone(),
         net,
         sandbox: !args.no_sandbox,
-        seccomp_selftest: args.seccomp_selftest,
+        sandbox_selftest: args.sandbox_selftest,
         console_limit: args.console_limit,
         console_rate: args.console_rate.filter(|r| *r > 0),
     };
@@ -194,10 +208,12 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         .with_context(|| format!("cannot boot {}", image.display()))?;
     if let Some(nic) = instance.nic() {
         for (addr, publish) in nic.published.iter().zip(&args.publish) {
-            eprintln!("mayfly: publishing {addr} -> guest port {}", publish.guest_port);
+            let line =
+                MonitorLine::Publishing { addr: addr.to_string(), guest_port: publish.guest_port };
+            eprintln!("{line}");
         }
         if let Some(tap) = &nic.tap_name {
-            eprintln!("mayfly: guest attached to tap {tap}");
+            eprintln!("{}", MonitorLine::TapAttached { tap: tap.clone() });
         }
     }
     // Opened now: the sandboxed run loop may not open files, but may read this one.
@@ -206,9 +222,9 @@ pub fn execute(args: Args) -> Result<ExitCode> {
     if args.standby {
         // Sandboxed before standing by: the filter's cost is off the cold-start path.
         instance.enter_sandbox()?;
-        eprintln!("mayfly: standby");
+        eprintln!("{}", MonitorLine::Standby);
         let mut line = String::new();
-        if std::io::stdin().read_line(&mut line)? == 0 || line.trim() != "go" {
+        if std::io::stdin().read_line(&mut line)? == 0 || !standby::is_go(&line) {
             return Ok(ExitCode::SUCCESS);
         }
     }
@@ -222,6 +238,14 @@ pub fn execute(args: Args) -> Result<ExitCode> {
             t.first_hypercall_ns.unwrap_or(0),
             t.stopped_ns,
             status_file.and_then(peak_rss_kib).unwrap_or(0)
+        );
+    }
+    let dropped = report.dropped_frames;
+    if dropped != Default::default() {
+        eprintln!(
+            "mayfly: tap: dropped {} oversized frames from the host and {} frames from the guest \
+             with a source address not its own",
+            dropped.oversized, dropped.spoofed
         );
     }
     if let Some(diagnosis) = report.outcome.diagnosis() {
@@ -267,3 +291,7 @@ fn read_image(path: &std::path::Path) -> Result<Vec<u8>> {
     }
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
+
+#[cfg(test)]
+#[path = "run_standby_tests.rs"]
+mod standby_tests;

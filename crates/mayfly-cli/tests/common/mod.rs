@@ -2,6 +2,8 @@
 //! KVM, and inspect what it printed and how it exited.
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};

@@ -174,18 +174,30 @@ fn rx() -> SegmentFlags {
 fn valid_image_parses() {
     let image = Elf::valid().parse().unwrap();
     assert_eq!(image.entry, ENTRY);
+    // The segments' bytes follow the header table in header order: data, text, rodata.
+    let table_end = (EHDR_SIZE + 4 * PHDR_SIZE) as u64;
     assert_eq!(
         image.segments,
         vec![
-            Segment { start: TEXT, mem_size: 0x100, flags: rx() },
+            Segment {
+                start: TEXT,
+                mem_size: 0x100,
+                file_offset: table_end + 0x40,
+                file_size: 0x100,
+                flags: rx()
+            },
             Segment {
                 start: RODATA,
                 mem_size: 0x20,
+                file_offset: table_end + 0x140,
+                file_size: 0x20,
                 flags: SegmentFlags { write: false, exec: false },
             },
             Segment {
                 start: DATA,
                 mem_size: 0x2000,
+                file_offset: table_end,
+                file_size: 0x40,
                 flags: SegmentFlags { write: true, exec: false },
             },
         ]
@@ -206,11 +218,73 @@ fn segments_come_out_sorted_whatever_the_header_order() {
 }
 
 #[test]
-fn segment_with_write_and_exec_keeps_both_flags() {
+fn segment_that_is_writable_and_executable_is_refused() {
     let mut elf = Elf::valid();
     elf.phdrs[1].flags = PF_R | PF_W | PF_X;
-    let image = elf.parse().unwrap();
-    assert_eq!(image.segments[0].flags, SegmentFlags { write: true, exec: true });
+    let Err(ImageError::BadSegment { start, what }) = elf.parse() else {
+        panic!("a W+X segment was accepted: {:?}", elf.parse());
+    };
+    assert_eq!(start, TEXT);
+    assert!(what.contains("both writable and executable"), "{what}");
+}
+
+#[test]
+fn code_and_writable_data_sharing_a_page_are_refused() {
+    let mut elf = Elf::valid();
+    // Data starts in the last page of the text segment.
+    elf.phdrs[1].mem_size = 0x1800;
+    elf.phdrs[0].vaddr = TEXT + 0x1900;
+    elf.phdrs[0].paddr = TEXT + 0x1900;
+    assert_eq!(
+        elf.parse(),
+        Err(ImageError::WritableAndExecutablePage { first: TEXT, second: TEXT + 0x1900 })
+    );
+    // Read-only data sharing a page with code is fine.
+    let mut elf = Elf::valid();
+    elf.phdrs[1].mem_size = 0x1800;
+    elf.phdrs[2].vaddr = TEXT + 0x1900;
+    elf.phdrs[2].paddr = TEXT + 0x1900;
+    assert!(elf.parse().is_ok());
+}
+
+#[test]
+fn file_bytes_without_memory_size_are_refused() {
+    let mut elf = Elf::valid();
+    // 0x20 bytes in the file, none in memory: the old loader copied them where the validator
+    // never looked.
+    elf.phdrs[2].mem_size = 0;
+    elf.phdrs[2].vaddr = 0x1000;
+    elf.phdrs[2].paddr = 0x1000;
+    assert_eq!(
+        elf.parse(),
+        Err(ImageError::BadSegment {
+            start: 0x1000,
+            what: "its file size exceeds its memory size"
+        })
+    );
+}
+
+#[test]
+fn loading_copies_exactly_the_validated_segments() {
+    let elf = Elf::valid();
+    let bytes = elf.build();
+    let image = Image::parse(&bytes).unwrap();
+    let ram = GuestRam::new(4 << 20).unwrap();
+    image.load(&bytes, &ram).unwrap();
+    assert_eq!(ram.read_bytes(TEXT, 0x100).unwrap(), vec![0x90; 0x100]);
+    assert_eq!(ram.read_bytes(RODATA, 0x20).unwrap(), vec![0x52; 0x20]);
+    assert_eq!(ram.read_bytes(DATA, 0x40).unwrap(), vec![0xdd; 0x40]);
+    // .bss and everything outside the segments stays zero.
+    assert!(ram.read_bytes(DATA + 0x40, 0x2000 - 0x40).unwrap().iter().all(|b| *b == 0));
+    assert!(ram.read_bytes(TEXT + 0x100, 0x100).unwrap().iter().all(|b| *b == 0));
+    assert!(
+        ram.read_bytes(0, usize::try_from(layout::RESERVED_END).unwrap())
+            .unwrap()
+            .iter()
+            .all(|b| *b == 0)
+    );
+    // Other bytes than those validated are refused, not read out of bounds.
+    assert_eq!(image.load(&bytes[..100], &ram), Err(LoadError::NotTheParsedFile));
 }
 
 #[test]

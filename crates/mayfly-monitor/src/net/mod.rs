@@ -6,6 +6,7 @@
 //! guest's deadline passes (busy-polling briefly first while traffic flows). So a
 //! request/response exchange costs the guest one exit.
 
+pub mod host;
 pub mod rings;
 pub mod tap;
 pub mod usernet;
@@ -15,6 +16,7 @@ use mayfly_abi::net::{MTU, NetInfo, RING_SLOTS};
 use rings::{RingError, Rings};
 use std::time::{Duration, Instant};
 
+pub use host::HostAddr;
 pub use usernet::Publish;
 
 /// The host side of the NIC.
@@ -36,6 +38,10 @@ pub trait Backend {
     }
     /// When the backend next needs to run even without I/O (protocol timers).
     fn next_timer(&mut self, now: Instant) -> Option<Duration>;
+    /// Frames it dropped that the guest's traffic did not make it drop (tap only).
+    fn dropped(&self) -> tap::Dropped {
+        tap::Dropped::default()
+    }
 }
 
 /// How the guest's network is connected.
@@ -71,7 +77,9 @@ pub enum NetError {
          (or a persistent tap owned by you: `ip tuntap add dev <name> mode tap user $USER`)"
     )]
     Tap { name: String, cause: std::io::Error },
-    #[error("{0}; choose another host port")]
+    #[error(
+        "{0}; choose another host port (for a Unix socket: a new path in an existing directory)"
+    )]
     Listen(std::io::Error),
 }
 
@@ -81,7 +89,10 @@ pub struct Nic {
     rings: Option<Rings>,
     info: NetInfo,
     /// Host addresses listened on (user-mode networking).
-    pub published: Vec<std::net::SocketAddr>,
+    pub published: Vec<HostAddr>,
+    /// Directories of published Unix sockets, as descriptors (the sandbox lets the monitor
+    /// remove its socket files through them at exit).
+    pub unix_dirs: Vec<std::os::fd::RawFd>,
     /// The tap's name (tap networking).
     pub tap_name: Option<String>,
     /// The descriptors of the last [`Nic::block`], kept to reuse the allocation.
@@ -103,6 +114,7 @@ impl Nic {
                 let net = usernet::UserNet::new(publish, allow_host_ports, *max_connections)
                     .map_err(NetError::Listen)?;
                 let published = net.local_addrs();
+                let unix_dirs = net.unix_dir_fds();
                 let info = NetInfo {
                     mac: usernet::GUEST_MAC,
                     ipv4: usernet::GUEST_IP,
@@ -115,21 +127,24 @@ impl Nic {
                     rings: None,
                     info,
                     published,
+                    unix_dirs,
                     tap_name: None,
                     fds: Vec::new(),
                     last_block_short: false,
                 })
             }
             NetConfig::Tap { name, ip, prefix_len, gateway } => {
-                let tap = tap::Tap::open(name.as_deref()).map_err(|source| NetError::Tap {
-                    name: name.clone().unwrap_or_else(|| "mayfly%d".into()),
-                    cause: source,
-                })?;
                 // A random, locally administered, unicast MAC.
                 let mut mac = [0x02, 0, 0, 0, 0, 0];
                 for (dst, src) in mac.iter_mut().skip(1).zip(entropy.iter().skip(20)) {
                     *dst = *src;
                 }
+                let guest = tap::Identity { mac, ipv4: *ip };
+                let tap =
+                    tap::Tap::open(name.as_deref(), guest).map_err(|source| NetError::Tap {
+                        name: name.clone().unwrap_or_else(|| "mayfly%d".into()),
+                        cause: source,
+                    })?;
                 let info = NetInfo {
                     mac,
                     ipv4: *ip,
@@ -143,12 +158,18 @@ impl Nic {
                     rings: None,
                     info,
                     published: Vec::new(),
+                    unix_dirs: Vec::new(),
                     tap_name,
                     fds: Vec::new(),
                     last_block_short: false,
                 })
             }
         }
+    }
+
+    /// Frames the backend dropped: oversized from the host, spoofed from the guest.
+    pub fn dropped(&self) -> tap::Dropped {
+        self.backend.dropped()
     }
 
     /// Places the rings at `base` in guest memory; returns what the guest is told.

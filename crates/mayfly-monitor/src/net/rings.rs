@@ -6,7 +6,9 @@
 //! every use.
 
 use crate::guest_memory::{BadRange, GuestRam};
-use mayfly_abi::net::{FRAME_MAX, RING_BYTES, RING_SLOTS, slot_addr};
+use mayfly_abi::net::{
+    FRAME_MAX, RING_BYTES, RING_SLOTS, frame_addr, head_addr, slot_addr, tail_addr,
+};
 
 /// The guest broke the ring protocol.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -30,9 +32,6 @@ pub struct Rings {
     tx_tail: u32,
 }
 
-const HEAD: u64 = 0;
-const TAIL: u64 = 4;
-
 impl Rings {
     /// The rings at `base` (RX) and `base + RING_BYTES` (TX), with zeroed counters.
     pub fn new(ram: &GuestRam, base: u64) -> Result<Rings, RingError> {
@@ -46,7 +45,7 @@ impl Rings {
 
     /// Frames in RX that the guest has not consumed yet.
     pub fn rx_pending(&self, ram: &GuestRam) -> Result<u32, RingError> {
-        let tail = ram.read_u32(self.rx + TAIL)?;
+        let tail = ram.read_u32(tail_addr(self.rx))?;
         let count = self.rx_head.wrapping_sub(tail);
         if count > RING_SLOTS {
             return Err(RingError::BadCounters { ring: "RX", count });
@@ -62,9 +61,9 @@ impl Rings {
         let slot = slot_addr(self.rx, self.rx_head);
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         ram.write_bytes(slot, &len.to_le_bytes())?;
-        ram.write_bytes(slot + 4, frame)?;
+        ram.write_bytes(frame_addr(slot), frame)?;
         self.rx_head = self.rx_head.wrapping_add(1);
-        ram.write_bytes(self.rx + HEAD, &self.rx_head.to_le_bytes())?;
+        ram.write_bytes(head_addr(self.rx), &self.rx_head.to_le_bytes())?;
         Ok(true)
     }
 
@@ -74,7 +73,7 @@ impl Rings {
         ram: &GuestRam,
         mut send: impl FnMut(&[u8]),
     ) -> Result<usize, RingError> {
-        let head = ram.read_u32(self.tx + HEAD)?;
+        let head = ram.read_u32(head_addr(self.tx))?;
         let count = head.wrapping_sub(self.tx_tail);
         if count > RING_SLOTS {
             return Err(RingError::BadCounters { ring: "TX", count });
@@ -85,11 +84,11 @@ impl Rings {
             if len as usize > FRAME_MAX {
                 return Err(RingError::BadLength(len));
             }
-            let frame = ram.read_bytes(slot + 4, len as usize)?;
+            let frame = ram.read_bytes(frame_addr(slot), len as usize)?;
             send(&frame);
             self.tx_tail = self.tx_tail.wrapping_add(1);
         }
-        ram.write_bytes(self.tx + TAIL, &self.tx_tail.to_le_bytes())?;
+        ram.write_bytes(tail_addr(self.tx), &self.tx_tail.to_le_bytes())?;
         Ok(count as usize)
     }
 }
@@ -105,7 +104,7 @@ mod tests {
         let head = ram.read_u32(tx).unwrap();
         let slot = slot_addr(tx, head);
         ram.write_bytes(slot, &u32::try_from(frame.len()).unwrap().to_le_bytes()).unwrap();
-        ram.write_bytes(slot + 4, frame).unwrap();
+        ram.write_bytes(frame_addr(slot), frame).unwrap();
         ram.write_bytes(tx, &(head + 1).to_le_bytes()).unwrap();
     }
 
@@ -124,7 +123,7 @@ mod tests {
         assert_eq!(rings.rx_pending(&ram).unwrap(), 1);
         let slot = slot_addr(BASE, 0);
         assert_eq!(ram.read_u32(slot).unwrap(), 11);
-        assert_eq!(ram.read_bytes(slot + 4, 11).unwrap(), b"hello guest");
+        assert_eq!(ram.read_bytes(frame_addr(slot), 11).unwrap(), b"hello guest");
     }
 
     #[test]
@@ -135,7 +134,7 @@ mod tests {
             assert!(rings.push_rx(&ram, b"x").unwrap());
         }
         assert!(!rings.push_rx(&ram, b"x").unwrap());
-        ram.write_bytes(BASE + TAIL, &1u32.to_le_bytes()).unwrap(); // guest consumed one
+        ram.write_bytes(tail_addr(BASE), &1u32.to_le_bytes()).unwrap(); // guest consumed one
         assert!(rings.push_rx(&ram, b"x").unwrap());
     }
 
@@ -148,11 +147,11 @@ mod tests {
         ram.write_bytes(BASE + RING_BYTES, &1u32.to_le_bytes()).unwrap();
         ram.write_bytes(slot_addr(BASE + RING_BYTES, 0), &99_999u32.to_le_bytes()).unwrap();
         assert_eq!(rings.drain_tx(&ram, |_| {}), Err(RingError::BadLength(99_999)));
-        ram.write_bytes(BASE + TAIL, &500u32.to_le_bytes()).unwrap();
+        ram.write_bytes(tail_addr(BASE), &500u32.to_le_bytes()).unwrap();
         assert!(matches!(rings.rx_pending(&ram), Err(RingError::BadCounters { .. })));
         // Overwriting the monitor-owned RX head changes nothing for the monitor.
-        ram.write_bytes(BASE + TAIL, &0u32.to_le_bytes()).unwrap();
-        ram.write_bytes(BASE + HEAD, &77u32.to_le_bytes()).unwrap();
+        ram.write_bytes(tail_addr(BASE), &0u32.to_le_bytes()).unwrap();
+        ram.write_bytes(head_addr(BASE), &77u32.to_le_bytes()).unwrap();
         assert_eq!(rings.rx_pending(&ram).unwrap(), 0);
     }
 

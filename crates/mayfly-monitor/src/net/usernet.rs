@@ -24,6 +24,7 @@
 //! blocking in poll, [`REFRESH`] bounds how long readiness can go unobserved.
 
 use super::Backend;
+use super::host::{HostAddr, HostListener, HostStream};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
@@ -34,7 +35,7 @@ use smoltcp::wire::{
 };
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -65,10 +66,10 @@ pub const FIRST_RETRY: Duration = Duration::from_micros(250);
 pub const REFRESH: Duration = Duration::from_millis(1);
 
 /// A published port: host address to listen on, guest port to carry connections to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publish {
-    /// Where the monitor listens.
-    pub host: SocketAddr,
+    /// Where the monitor listens: a TCP address, or a Unix socket path.
+    pub host: HostAddr,
     /// The guest's port.
     pub guest_port: u16,
 }
@@ -123,7 +124,7 @@ impl Device for Link {
 
 /// A published port's host socket.
 struct Listener {
-    socket: TcpListener,
+    socket: HostListener,
     guest_port: u16,
     /// Poll reported it readable and `accept` has not yet said it would block.
     acceptable: bool,
@@ -131,7 +132,7 @@ struct Listener {
 
 /// One TCP connection carried between a host socket and the guest.
 struct Splice {
-    host: TcpStream,
+    host: HostStream,
     socket: SocketHandle,
     /// Bytes received from the guest, not yet written to the host.
     to_host: Vec<u8>,
@@ -202,10 +203,9 @@ impl UserNet {
     ) -> std::io::Result<UserNet> {
         let mut listeners = Vec::new();
         for p in publish {
-            let listener = TcpListener::bind(p.host).map_err(|e| {
+            let listener = HostListener::bind(&p.host).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", p.host))
             })?;
-            listener.set_nonblocking(true)?;
             // Acceptable until it says otherwise: a client may connect before the first poll.
             listeners.push(Listener {
                 socket: listener,
@@ -239,8 +239,13 @@ impl UserNet {
     }
 
     /// The host addresses actually listened on (useful with port 0).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.socket.local_addr().ok()).collect()
+    pub fn local_addrs(&self) -> Vec<HostAddr> {
+        self.listeners.iter().filter_map(|l| l.socket.local_addr()).collect()
+    }
+
+    /// The directories of the published Unix sockets (their files are removed through them).
+    pub fn unix_dir_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.listeners.iter().filter_map(|l| l.socket.unix_dir_fd()).collect()
     }
 
     fn ephemeral_port(&mut self) -> u16 {
@@ -257,7 +262,7 @@ impl UserNet {
             {
                 let guest_port = listener.guest_port;
                 let stream = match listener.socket.accept() {
-                    Ok((stream, _)) => stream,
+                    Ok(stream) => stream,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         listener.acceptable = false;
                         break;
@@ -273,13 +278,11 @@ impl UserNet {
                     // Out of descriptors or the like: try again at the next pump.
                     Err(_) => break,
                 };
-                if self.splices.len() >= self.max_connections
-                    || stream.set_nonblocking(true).is_err()
-                {
+                if self.splices.len() >= self.max_connections || stream.set_nonblocking().is_err() {
                     let _ = stream.shutdown(Shutdown::Both);
                     continue;
                 }
-                let _ = stream.set_nodelay(true);
+                stream.set_nodelay();
                 let local = self.ephemeral_port();
                 let mut socket = new_socket();
                 let remote = (IpAddress::Ipv4(Ipv4Address::from(GUEST_IP)), guest_port);
@@ -338,7 +341,7 @@ impl UserNet {
                 Ok(host) => {
                     let _ = host.set_nodelay(true);
                     self.splices.push(Splice {
-                        host,
+                        host: host.into(),
                         socket: handle,
                         to_host: Vec::new(),
                         readable: true,
@@ -631,7 +634,8 @@ mod tests {
     use super::*;
 
     fn published() -> UserNet {
-        let publish = Publish { host: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), guest_port: 80 };
+        let any_port = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let publish = Publish { host: HostAddr::Tcp(any_port), guest_port: 80 };
         UserNet::new(&[publish], &[], MAX_CONNECTIONS).expect("listen")
     }
 
@@ -653,11 +657,11 @@ mod tests {
     #[test]
     fn a_listener_is_accepted_on_only_once_poll_says_it_is_ready() {
         let mut net = published();
-        let addr = net.local_addrs()[0];
+        let HostAddr::Tcp(addr) = net.local_addrs()[0] else { panic!("not TCP") };
         // Acceptable at first; the empty accept clears the flag.
         pump_at(&mut net, Duration::ZERO);
         assert!(!net.listeners[0].acceptable);
-        let _client = TcpStream::connect(addr).expect("connect");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
         pump_at(&mut net, Duration::ZERO);
         assert!(net.splices.is_empty(), "accepted without being told the listener was ready");
         // The connection waiting is not lost: the next poll reports it.
@@ -671,9 +675,9 @@ mod tests {
     #[test]
     fn readiness_is_refreshed_when_the_monitor_does_not_block() {
         let mut net = published();
-        let addr = net.local_addrs()[0];
+        let HostAddr::Tcp(addr) = net.local_addrs()[0] else { panic!("not TCP") };
         pump_at(&mut net, Duration::ZERO);
-        let _client = TcpStream::connect(addr).expect("connect");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
         pump_at(&mut net, REFRESH);
         assert_eq!(net.splices.len(), 1);
     }

@@ -19,6 +19,8 @@ fn typical_image() -> Image {
     let seg = |start, mem_size, write, exec| Segment {
         start,
         mem_size,
+        file_offset: 0,
+        file_size: 0,
         flags: SegmentFlags { write, exec },
     };
     Image {

@@ -18,7 +18,13 @@ fn image(segments: &[(u64, u64, SegmentFlags)]) -> Image {
         entry: segments.first().map_or(layout::IMAGE_BASE, |s| s.0),
         segments: segments
             .iter()
-            .map(|&(start, mem_size, flags)| Segment { start, mem_size, flags })
+            .map(|&(start, mem_size, flags)| Segment {
+                start,
+                mem_size,
+                file_offset: 0,
+                file_size: 0,
+                flags,
+            })
             .collect(),
         manifest: Manifest { abi_version: ABI_VERSION, devices: 0 },
     }
@@ -339,4 +345,27 @@ fn plans_hold_their_invariants_for_many_sizes() {
     }
     let plan = MemoryPlan::new(&img, layout::MAX_MEM_SIZE, false).unwrap();
     check_invariants(&plan);
+}
+
+#[test]
+fn only_guest_writable_memory_counts_as_writable() {
+    let plan = MemoryPlan::new(&typical(), 16 * MIB, false).unwrap();
+    // Data and bss, heap, stack: writable, also across the boundary of two regions.
+    assert!(plan.guest_writable(0x10_4000, 64));
+    assert!(plan.guest_writable(plan.heap_start, 64));
+    assert!(plan.guest_writable(plan.stack_top - 64, 64));
+    assert!(plan.guest_writable(0x10_4000, plan.heap_start + PAGE - 0x10_4000));
+    // Code, read-only data, the boot info, the doorbell, the monitor's tables, the stack guard,
+    // beyond memory, wrapping, empty: not.
+    assert!(!plan.guest_writable(0x10_0000, 64));
+    assert!(!plan.guest_writable(0x10_3000, 64));
+    assert!(!plan.guest_writable(0x10_3ff0, 32), "straddles read-only data and data");
+    assert!(!plan.guest_writable(layout::BOOT_INFO_ADDR, 8));
+    assert!(!plan.guest_writable(layout::DOORBELL_ADDR, 8));
+    assert!(!plan.guest_writable(layout::GDT_ADDR, 8));
+    assert!(!plan.guest_writable(layout::PAGE_TABLES_ADDR, 8));
+    assert!(!plan.guest_writable(plan.stack_top - layout::STACK_SIZE - 8, 8));
+    assert!(!plan.guest_writable(plan.stack_top - 8, 16));
+    assert!(!plan.guest_writable(u64::MAX - 4, 8));
+    assert!(!plan.guest_writable(plan.heap_start, 0));
 }

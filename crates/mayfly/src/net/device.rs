@@ -2,7 +2,6 @@
 //! slots in place, without copies.
 
 use crate::platform::nic;
-use alloc::vec;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
@@ -45,10 +44,4 @@ impl phy::Device for RingDevice {
         caps.max_burst_size = Some(mayfly_abi::net::RING_SLOTS as usize / 2);
         caps
     }
-}
-
-/// Scratch space for a frame that cannot be queued (never expected: tokens are handed out only
-/// when there is room).
-pub(crate) fn scratch(len: usize) -> alloc::vec::Vec<u8> {
-    vec![0; len]
 }

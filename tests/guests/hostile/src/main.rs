@@ -51,6 +51,14 @@ fn main() -> i32 {
             };
             ring(Hypercall::Exit.doorbell(), &args as *const Exit as u32);
         }
+        // Wait's result written over the guest's own (read-only) code.
+        "wait-args-in-text" => {
+            ring(Hypercall::Wait.doorbell(), main as fn() -> i32 as usize as u32)
+        }
+        // Exit on its own with the status the monitor uses for its verdicts (124, 139, 152...).
+        "exit-with" => {
+            return mayfly::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+        }
         "unknown-hypercall" => ring(layout::DOORBELL_ADDR + 77 * 4, 0),
         "misaligned-hypercall" => ring(Hypercall::Wait.doorbell() + 2, 0),
         "wrong-width" => unsafe {
@@ -66,6 +74,8 @@ fn main() -> i32 {
             core::arch::asm!("out dx, al", in("dx") layout::FAULT_PORT, in("al") 14u8)
         },
         // The console length the monitor reads: absurd (the monitor clamps it).
+        // The stubs' own instruction form: `out imm8, al`.
+        "fake-fault-report-imm" => unsafe { core::arch::asm!("out 0xf4, al", in("al") 14u8) },
         "console-garbage" => {
             let console = mayfly::env::memory().console as usize;
             unsafe { (console as *mut u32).write_volatile(u32::MAX) };

@@ -3,10 +3,18 @@
 //!   gets back (`reply: ...`), exits 0.
 //! - `udp-echo PORT`: answers every UDP datagram with its contents, forever.
 //! - `idle`: has a NIC and waits forever (for tests that stop the monitor).
+//! - `spin`: burns CPU forever (for CPU time limits).
+//! - `print-lots N`: prints N numbered lines, then exits 0 (for console limits).
+//! - `listen-after MS PORT`: sleeps MS milliseconds, then (saying so) accepts connections on
+//!   PORT and answers each with `late` and a newline, then closes it.
+//! - `udp-send A.B.C.D PORT MESSAGE`: sends MESSAGE in a datagram, waits 1 s for an answer,
+//!   prints `udp: reply ...` or `udp: no reply`, exits 0.
+//! - `say TEXT...`: prints each TEXT on a line of its own, as given (control characters
+//!   included), then waits forever like `idle`.
 #![no_std]
 #![no_main]
 
-use mayfly::net::{NetError, TcpStream, UdpSocket};
+use mayfly::net::{NetError, TcpListener, TcpStream, UdpSocket};
 use mayfly::prelude::*;
 
 mayfly::main!(async main);
@@ -52,6 +60,52 @@ async fn main() -> Result<(), NetError> {
             loop {
                 let (n, addr, from) = socket.recv_from(&mut buf).await?;
                 socket.send_to(&buf[..n], addr, from).await?;
+            }
+        }
+        Some("listen-after") => {
+            let ms = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            let port = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(7);
+            mayfly::task::sleep(core::time::Duration::from_millis(ms)).await;
+            let mut listener = TcpListener::bind(port)?;
+            println!("listen-after: listening on port {port}");
+            loop {
+                let mut stream = listener.accept().await?;
+                stream.write_all(b"late\n").await?;
+                stream.shutdown();
+                stream.flush().await?;
+            }
+        }
+        Some("udp-send") => {
+            let ip = args.get(2).and_then(|s| parse_ip(s)).ok_or(NetError::InvalidAddress)?;
+            let port = args.get(3).and_then(|s| s.parse().ok()).ok_or(NetError::InvalidAddress)?;
+            let message = args.get(4).copied().unwrap_or("hello");
+            let socket = UdpSocket::bind(40000)?;
+            socket.send_to(message.as_bytes(), ip, port).await?;
+            let mut buf = [0u8; 512];
+            let wait = core::time::Duration::from_secs(1);
+            match mayfly::task::timeout(wait, socket.recv_from(&mut buf)).await {
+                Ok(Ok((n, _, _))) => println!("udp: reply {}", String::from_utf8_lossy(&buf[..n])),
+                Ok(Err(e)) => println!("udp: error {e:?}"),
+                Err(_) => println!("udp: no reply"),
+            }
+            Ok(())
+        }
+        Some("spin") => loop {
+            core::hint::spin_loop();
+        },
+        Some("print-lots") => {
+            let lines: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            for i in 0..lines {
+                println!("line {i:06} of console output");
+            }
+            Ok(())
+        }
+        Some("say") => {
+            for text in args.iter().skip(2) {
+                println!("{text}");
+            }
+            loop {
+                mayfly::task::sleep(core::time::Duration::from_secs(3600)).await;
             }
         }
         Some("idle") => loop {

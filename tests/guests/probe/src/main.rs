@@ -8,6 +8,8 @@ use mayfly::time::Instant;
 
 mayfly::main!(main);
 
+mod tasks;
+
 fn arg(n: usize) -> Option<&'static str> {
     mayfly::env::args().nth(n)
 }
@@ -102,6 +104,29 @@ fn main() -> i32 {
             0
         }
         "stack-overflow" => recurse(0) as i32,
+        "announce-sleep" => {
+            // Says that the guest runs, then sleeps: tests inspect the monitor meanwhile.
+            println!("probe: running");
+            mayfly::time::sleep(Duration::from_millis(number(2, 1000)));
+            0
+        }
+        "env-var" => {
+            let name = arg(2).unwrap_or("");
+            match mayfly::env::var(name) {
+                Some(value) => println!("env-var {name}: {value:?}"),
+                None => println!("env-var {name}: unset"),
+            }
+            0
+        }
+        "log" => {
+            log::error!("log error line");
+            log::warn!("log warn line");
+            log::info!("log info line");
+            log::debug!("log debug line");
+            log::trace!("log trace line");
+            0
+        }
+        "tasks" => tasks::run(),
         other => {
             println!("probe: unknown mode {other:?}");
             64

@@ -1,9 +1,9 @@
 //! Order statistics over samples.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Median, 99th percentile, minimum and maximum of a set of samples.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Number of samples.
     pub n: usize,

@@ -1,7 +1,9 @@
 //! `mayfly-serve`: the gateway of `mayfly serve` (run through `mayfly serve`, or directly).
 
+#![deny(unsafe_code)]
+
 use clap::Parser;
-use mayfly_cli::serve_cli::{Args, execute};
+use mayfly_serve::cli::{Args, execute};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,9 +1,9 @@
-//! `mayfly serve [--config FILE] [--listen ADDR] [--admin ADDR]`, run by the `mayfly-serve`
-//! binary: the gateway links tokio and hyper, which the `mayfly` binary (and so every monitor
+//! `mayfly serve [--config FILE] [--listen ADDR] [--admin ADDR]`: the arguments and `main` of the
+//! `mayfly-serve` binary: the gateway links tokio and hyper, which the `mayfly` binary (and so every monitor
 //! process) is better without (a smaller static binary starts faster and exposes less).
 
+use crate::config::Config;
 use anyhow::{Context, Result, bail};
-use mayfly_serve::config::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +56,6 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(mayfly_serve::serve(config, mayfly))?;
+    runtime.block_on(crate::serve(config, mayfly))?;
     Ok(ExitCode::SUCCESS)
 }

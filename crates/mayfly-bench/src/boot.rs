@@ -120,14 +120,20 @@ impl BootBench {
             "native-hello",
             &self.target_dir,
         )?;
-        let mayfly = std::env::current_exe().context("cannot find the mayfly binary")?;
+        let mayfly = super::mayfly_binary()?;
 
         let warmup = 5.min(self.runs);
         let mut uni = Vec::with_capacity(self.runs);
         let mut nat = Vec::with_capacity(self.runs);
         for i in 0..warmup + self.runs {
-            let u = run_unikernel(&mayfly, &image.path, self.mem_mib)?;
-            let n = run_native(&native)?;
+            // Which side runs first alternates, so that neither always follows the other.
+            let (u, n) = if i.is_multiple_of(2) {
+                let u = run_unikernel(&mayfly, &image.path, self.mem_mib)?;
+                (u, run_native(&native)?)
+            } else {
+                let n = run_native(&native)?;
+                (run_unikernel(&mayfly, &image.path, self.mem_mib)?, n)
+            };
             if i >= warmup {
                 uni.push(u);
                 nat.push(n);
@@ -197,11 +203,13 @@ impl BootBench {
             name: "boot".into(),
             description: format!(
                 "Boot: `mayfly run hello` ({} MiB guest) against the same work as a native static \
-                 Linux process, {} runs each, interleaved, after {warmup} warm-up runs.",
+                 Linux process, {} runs each, interleaved (which side goes first alternates), after \
+                 {warmup} warm-up runs.",
                 self.mem_mib, self.runs
             ),
             command: format!("mayfly bench boot --runs {} --mem {}", self.runs, self.mem_mib),
             machine: machine_line(),
+            cpu: super::report::cpu_model(),
             rows,
             targets,
         })

@@ -1,14 +1,15 @@
-//! `mayfly bench <benchmark>`
+//! `mayfly bench <benchmark>`: the arguments of the `mayfly-bench` binary.
 
+use crate::boot::BootBench;
+use crate::http::HttpBench;
+use crate::serve::ServeBench;
 use anyhow::Result;
-use mayfly_cli::bench::boot::BootBench;
-use mayfly_cli::bench::http::HttpBench;
-use mayfly_cli::bench::serve::ServeBench;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Measure Mayfly against a native baseline, print medians and ratios, record the results.
-#[derive(clap::Args)]
+#[derive(clap::Parser)]
+#[command(name = "mayfly bench", bin_name = "mayfly bench", version)]
 pub struct Args {
     #[command(subcommand)]
     which: Which,
@@ -75,7 +76,7 @@ enum Which {
         /// Cold starts measured per kind.
         #[arg(long, default_value_t = 20)]
         cold: usize,
-        /// Seconds of each throughput phase.
+        /// Seconds of each throughput round (3 rounds per side, interleaved).
         #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
         duration: f64,
         /// Idle-instance counts for the density steps (comma-separated).
@@ -84,6 +85,8 @@ enum Which {
         #[command(flatten)]
         builds: HttpBuilds,
     },
+    /// Rewrite the Markdown file's sections from the recorded results (measures nothing).
+    Report,
     /// Serve HTTP from `http-hello` against the same handler as a native Linux process.
     Http {
         /// Keep-alive requests measured on each side (one connection, after 100 warm-up).
@@ -108,6 +111,10 @@ enum Which {
 
 pub fn execute(args: Args) -> Result<ExitCode> {
     let report = match args.which {
+        Which::Report => {
+            crate::report::regenerate(&args.results, &args.markdown)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Which::Boot { runs, mem, hello, native, target_dir } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             BootBench { runs, mem_mib: mem, hello_crate: hello, native_crate: native, target_dir }

@@ -7,13 +7,19 @@
 use super::report::machine_line;
 use super::{Report, Row, Summary};
 use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "bench-token";
+mod gateway;
+use gateway::{
+    Gateway, admin_get, admin_put, config, connect, exchange, get, start_gateway, wait_for,
+};
+
+/// Throughput rounds per side (interleaved).
+const THROUGHPUT_ROUNDS: usize = 3;
 
 /// Settings of the serve benchmark.
 #[derive(Debug, Clone)]
@@ -32,169 +38,6 @@ pub struct ServeBench {
     pub native_crate: PathBuf,
     /// Cargo target directory.
     pub target_dir: PathBuf,
-}
-
-/// A running `mayfly serve`, killed on drop.
-struct Gateway {
-    child: Child,
-    gateway: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        // SIGTERM: the gateway drains and destroys its instances (which would also die with it:
-        // they are tied to its life), then exits; SIGKILL if it does not within 20 s.
-        let terminated = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while terminated && Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn config(image: &Path, dir: &Path) -> String {
-    let service = |name: &str, extra: &str| {
-        format!(
-            "[[service]]\nname = \"{name}\"\nimage = \"{}\"\nhost = \"{name}.bench\"\nmem_mib = 16\n{extra}\n",
-            image.display()
-        )
-    };
-    let _ = dir;
-    [
-        format!(
-            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n"
-        ),
-        service("warm", "min_instances = 1\nwarm_shells = 0\nidle_timeout_ms = 600000"),
-        service("cold", "warm_shells = 0\nidle_timeout_ms = 1\nmax_instances = 1"),
-        service("shell", "warm_shells = 1\nidle_timeout_ms = 1\nmax_instances = 1"),
-        service("perreq", "mode = \"per-request\"\nwarm_shells = 2\nmax_instances = 4"),
-        service("idle", "warm_shells = 0\nmax_instances = 4000\nidle_timeout_ms = 600000"),
-    ]
-    .join("\n")
-}
-
-fn start_gateway(mayfly: &Path, config_path: &Path, state: &Path) -> Result<Gateway> {
-    let mut child = Command::new(mayfly)
-        .arg("serve")
-        .arg("--config")
-        .arg(config_path)
-        .env("MAYFLY_STATE_DIR", state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start mayfly serve")?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut addrs = None;
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .context("mayfly serve did not get ready in 120 s")?;
-        if let Some(rest) = line.strip_prefix("mayfly serve: gateway on http://") {
-            let mut words = rest.split_whitespace();
-            let gateway = words.next().and_then(|a| a.parse().ok());
-            let admin = rest
-                .split("admin API on http://")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|a| a.parse().ok());
-            addrs = gateway.zip(admin);
-        }
-        if line == "mayfly serve: ready" {
-            break;
-        }
-        if line.contains("error") {
-            bail!("mayfly serve failed: {line}");
-        }
-    }
-    let (gateway, admin) = addrs.context("mayfly serve printed no addresses")?;
-    Ok(Gateway { child, gateway, admin })
-}
-
-/// One HTTP/1.1 exchange on `stream`; returns the status.
-fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<u16> {
-    Ok(crate::http_client::exchange(stream, request)?.status)
-}
-
-fn get(host: &str) -> Vec<u8> {
-    format!("GET /hello HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
-}
-
-fn connect(addr: SocketAddr) -> Result<TcpStream> {
-    let stream = TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    Ok(stream)
-}
-
-fn admin_get(admin: SocketAddr, path: &str) -> Result<serde_json::Value> {
-    let mut stream = connect(admin)?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok(serde_json::from_str(body)?)
-}
-
-fn admin_put(admin: SocketAddr, path: &str, body: &str) -> Result<()> {
-    let mut stream = connect(admin)?;
-    let request = format!(
-        "PUT {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    if !response.starts_with("HTTP/1.1 200") {
-        bail!("admin PUT {path} failed: {}", response.lines().last().unwrap_or(""));
-    }
-    Ok(())
-}
-
-/// Instances of `service` in `state`.
-/// (From `/services`, which only counts: `/instances` reads every process's memory from /proc,
-/// which with a thousand instances would load the machine being measured.)
-fn count(admin: SocketAddr, service: &str, state: &str) -> Result<usize> {
-    let services = admin_get(admin, "/services")?;
-    let found = services.as_array().into_iter().flatten().find(|s| s["spec"]["name"] == service);
-    let n = found.and_then(|s| s["instances"][state].as_u64()).unwrap_or(0);
-    Ok(usize::try_from(n).unwrap_or(usize::MAX))
-}
-
-/// Waits (bounded) until `service` has `n` instances in `state`.
-fn wait_for(
-    admin: SocketAddr,
-    service: &str,
-    state: &str,
-    n: usize,
-    limit: Duration,
-) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while count(admin, service, state)? != n {
-        if Instant::now() > deadline {
-            bail!("{service} did not reach {n} {state} instance(s) within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -304,7 +147,7 @@ impl ServeBench {
         std::fs::create_dir_all(&work)?;
         let config_path = work.join("mayfly.toml");
         std::fs::write(&config_path, config(&image.path, &work))?;
-        let mayfly = std::env::current_exe()?;
+        let mayfly = super::mayfly_binary()?;
         let gw = start_gateway(&mayfly, &config_path, &work)?;
         wait_for(gw.admin, "warm", "ready", 1, Duration::from_secs(10))?;
 
@@ -320,31 +163,59 @@ impl ServeBench {
         warm_latencies(gw.gateway, "warm.bench", 100)?;
         let mut via_gateway = Vec::new();
         let mut straight = Vec::new();
-        for _ in 0..4 {
-            via_gateway.extend(warm_latencies(gw.gateway, "warm.bench", self.requests / 4)?);
+        // Four turns per side; which side goes first alternates (as in every phase below).
+        for turn in 0..4 {
+            let gateway_first = turn % 2 == 0;
+            if gateway_first {
+                via_gateway.extend(warm_latencies(gw.gateway, "warm.bench", self.requests / 4)?);
+            }
             straight.extend(warm_latencies(direct, "warm.bench", self.requests / 4)?);
+            if !gateway_first {
+                via_gateway.extend(warm_latencies(gw.gateway, "warm.bench", self.requests / 4)?);
+            }
         }
 
         eprintln!("cold starts: from zero, and with a prepared shell ...");
         let mut cold = Vec::new();
         let mut shell = Vec::new();
-        for _ in 0..self.cold {
-            cold.extend(cold_latencies(&gw, "cold", 1)?);
-            shell.extend(cold_latencies(&gw, "shell", 1)?);
+        for turn in 0..self.cold {
+            if turn % 2 == 0 {
+                cold.extend(cold_latencies(&gw, "cold", 1)?);
+                shell.extend(cold_latencies(&gw, "shell", 1)?);
+            } else {
+                shell.extend(cold_latencies(&gw, "shell", 1)?);
+                cold.extend(cold_latencies(&gw, "cold", 1)?);
+            }
         }
 
         eprintln!("per-request mode against fork/exec per request ...");
         let mut per_request = Vec::new();
         let mut cgi = Vec::new();
-        for _ in 0..self.cold * 2 {
-            per_request.push(per_request_once(gw.gateway)?);
-            cgi.push(cgi_once(&native)?);
+        for turn in 0..self.cold * 2 {
+            if turn % 2 == 0 {
+                per_request.push(per_request_once(gw.gateway)?);
+                cgi.push(cgi_once(&native)?);
+            } else {
+                cgi.push(cgi_once(&native)?);
+                per_request.push(per_request_once(gw.gateway)?);
+            }
         }
         let duration = Duration::from_secs_f64(self.duration);
-        let gateway = gw.gateway;
-        let per_request_rps = throughput(4, duration, move || per_request_once(gateway))?;
-        let native_cgi = native.clone();
-        let cgi_rps = throughput(4, duration, move || cgi_once(&native_cgi))?;
+        let (mut per_request_rps, mut cgi_rps) = (Vec::new(), Vec::new());
+        for round in 0..THROUGHPUT_ROUNDS {
+            eprintln!("per-request throughput: round {}/{THROUGHPUT_ROUNDS} ...", round + 1);
+            let gateway = gw.gateway;
+            let native_cgi = native.clone();
+            let mayfly_round = move || throughput(4, duration, move || per_request_once(gateway));
+            let cgi_round = move || throughput(4, duration, move || cgi_once(&native_cgi));
+            if round % 2 == 0 {
+                per_request_rps.push(mayfly_round()?);
+                cgi_rps.push(cgi_round()?);
+            } else {
+                cgi_rps.push(cgi_round()?);
+                per_request_rps.push(mayfly_round()?);
+            }
+        }
 
         let mut rows = vec![
             Row {
@@ -369,15 +240,16 @@ impl ServeBench {
             },
             Row {
                 metric: "per-request throughput (req/s)".into(),
-                mayfly: summary(&[per_request_rps])?,
-                baseline: Some(summary(&[cgi_rps])?),
+                mayfly: summary(&per_request_rps)?,
+                baseline: Some(summary(&cgi_rps)?),
             },
         ];
 
         let mut density_notes = Vec::new();
         let mut cold_at_zero = summary(&shell)?.p50;
         let mut cold_at_1000 = None;
-        let mut pss_per_instance = None;
+        // Judged at every step: the worst step's PSS per monitor process, and its N.
+        let mut worst_pss: Option<(f64, usize)> = None;
         for &n in &self.density {
             eprintln!("density: {n} idle instances ...");
             let spec = serde_json::json!({
@@ -406,8 +278,8 @@ impl ServeBench {
             if n >= 1000 {
                 cold_at_1000 = Some(cold_n.p50);
             }
-            if n >= 100 {
-                pss_per_instance = Some(per);
+            if !pids.is_empty() && worst_pss.is_none_or(|(worst, _)| per > worst) {
+                worst_pss = Some((per, n));
             }
             density_notes.push(format!(
                 "{n} idle instances: {:.0} KiB PSS per monitor process ({} processes), cold start with a shell p50 {:.3} ms",
@@ -422,6 +294,7 @@ impl ServeBench {
             });
         }
         let overhead = rows[0].mayfly.p50 - rows[0].baseline.map_or(0.0, |b| b.p50);
+        let per_request_rps = rows[4].mayfly.p50;
         let mut targets = vec![
             (
                 format!("cold start from zero p50 ≤ 10 ms ({:.3} ms)", rows[1].mayfly.p50),
@@ -443,9 +316,12 @@ impl ServeBench {
                 per_request_rps >= 200.0,
             ),
         ];
-        if let Some(per) = pss_per_instance {
+        if let Some((per, n)) = worst_pss {
             targets.push((
-                format!("≤ 3 MiB host memory per idle instance ({per:.0} KiB PSS)"),
+                format!(
+                    "≤ 3 MiB host memory per instance at every density step ({per:.0} KiB PSS, \
+                     the worst, at N={n})"
+                ),
                 per <= 3072.0,
             ));
         }
@@ -463,7 +339,8 @@ impl ServeBench {
                  instance; cold starts: {} each, from zero and with a prepared shell, from request \
                  to full response on a new connection; per-request mode against the native handler \
                  spawned per request (fork/exec, CGI-style), latency sequentially and throughput \
-                 with 4 clients for {} s. {}",
+                 with 4 clients, {THROUGHPUT_ROUNDS} rounds of {} s per side. Every phase \
+                 interleaves the two sides, alternating which goes first. {}",
                 self.requests,
                 self.cold,
                 self.duration,
@@ -477,6 +354,7 @@ impl ServeBench {
                 self.density.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
             ),
             machine: machine_line(),
+            cpu: super::report::cpu_model(),
             rows,
             targets,
         })

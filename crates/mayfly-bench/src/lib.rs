@@ -1,8 +1,15 @@
-//! Benchmarks: commands that measure and print, comparing Mayfly side by side with a native
-//! Linux baseline in the same run (these machines are noisy), and record the results as JSON
-//! and as a table in BENCHMARKS.md.
+//! The benchmarks (`mayfly-bench` binary): Mayfly against native baselines, recorded in
+//! BENCHMARKS.md.
+//! See docs/design.md, "Map", for its place among the other crates.
+//!
+//! `mayfly-bench`, run by `mayfly bench`: commands that measure and print, comparing Mayfly side
+//! by side with a native Linux baseline in the same run (these machines are noisy), and record
+//! the results as JSON and as a table in BENCHMARKS.md.
+
+#![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod cli;
 pub mod http;
 mod report;
 pub mod serve;
@@ -11,10 +18,20 @@ mod stats;
 pub use report::{Report, Row};
 pub use stats::Summary;
 
-use crate::builder::GUEST_TARGET;
 use anyhow::{Context, Result, bail};
+use mayfly_cli::builder::GUEST_TARGET;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The `mayfly` binary the benchmarks run (monitors, `mayfly serve`): the one beside this one.
+fn mayfly_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the mayfly-bench binary")?;
+    let mayfly = exe.with_file_name("mayfly");
+    if !mayfly.is_file() {
+        bail!("{} is missing: build it with `cargo build --release`", mayfly.display());
+    }
+    Ok(mayfly)
+}
 
 /// Fails with a one-line hint unless `dir` holds a crate (benchmarks find their crates by
 /// relative paths, so they are run from the repository root).
@@ -58,7 +75,7 @@ fn build_native(krate: &Path, target_dir: &Path, binary: &str) -> Result<PathBuf
 
 /// What a benchmark compares: the guest image and the native baseline, both freshly built.
 struct Contestants {
-    image: crate::builder::BuiltImage,
+    image: mayfly_cli::builder::BuiltImage,
     native: PathBuf,
 }
 
@@ -74,7 +91,7 @@ fn build_contestants(
     require_crate("guest", guest, command)?;
     require_crate("native baseline", native, command)?;
     eprintln!("building {} and {} ...", guest.display(), native.display());
-    let image = crate::builder::build(&crate::builder::BuildRequest {
+    let image = mayfly_cli::builder::build(&mayfly_cli::builder::BuildRequest {
         crate_dir: guest.to_path_buf(),
         output: None,
         target_dir: Some(target_dir.to_path_buf()),
