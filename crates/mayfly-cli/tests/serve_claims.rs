@@ -9,7 +9,8 @@ use common::gateway::*;
 use common::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 const NETPROBE: &str = "tests/guests/netprobe";
@@ -243,8 +244,15 @@ fn console_rate_drops_an_instances_excess_output_through_serve() {
 
 /// Sends a request straight to an instance at `addr`: `true` if it was answered, `false` if
 /// the connection was closed (EOF or reset) within 5 s.
-fn served_directly(addr: SocketAddr) -> bool {
-    let mut stream = TcpStream::connect(addr).expect("connect to the instance");
+/// A connection straight to an instance's published socket (a Unix socket in the gateway's
+/// private directory; the test runs as the gateway's user).
+fn connect_instance(addr: &str) -> UnixStream {
+    let path = addr.strip_prefix("unix:").expect("instances are published on Unix sockets");
+    UnixStream::connect(path).expect("connect to the instance")
+}
+
+fn served_directly(addr: &str) -> bool {
+    let mut stream = connect_instance(addr);
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut buf = [0u8; 64];
@@ -262,14 +270,12 @@ fn max_connections_limits_an_instance_through_serve() {
         Gateway::start("max-connections", &crashy_service("warm_shells = 0\nmax_connections = 2"));
     assert_eq!(gw.get("/").status, 200);
     let instances = gw.instances("crashy");
-    let addr: SocketAddr =
-        instances[0]["addr"].as_str().and_then(|a| a.parse().ok()).expect("addr");
+    let addr = instances[0]["addr"].as_str().expect("addr").to_owned();
     // Held open together: at most two are carried (the gateway may hold one of them itself).
     let mut open = Vec::new();
     let mut served = 0;
     for _ in 0..3 {
-        let stream = TcpStream::connect(addr).expect("connect");
-        open.push(stream);
+        open.push(connect_instance(&addr));
     }
     for stream in &mut open {
         stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -286,7 +292,7 @@ fn max_connections_limits_an_instance_through_serve() {
     drop(open);
     // Once they are closed, the instance takes a connection again.
     gw.wait_until("a direct connection served again", Duration::from_secs(5), || {
-        served_directly(addr)
+        served_directly(&addr)
     });
 }
 

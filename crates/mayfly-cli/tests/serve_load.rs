@@ -60,7 +60,7 @@ fn cold_starts(admin: SocketAddr) -> Vec<(String, u64)> {
         admin,
         "GET",
         "/services",
-        &[("Authorization", "Bearer t")],
+        &[("Authorization", "Bearer test-token-of-at-least-32-characters")],
         b"",
         Duration::from_secs(10),
     )
