@@ -45,7 +45,13 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         config.gateway.admin_listen = admin;
     }
     config.validate(args.config.as_deref().unwrap_or("--admin".as_ref()))?;
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    // Colours only for a terminal: logs redirected to a file stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
     // Instances run (and images are built) by the `mayfly` binary beside this one.
     let exe = std::env::current_exe().context("cannot find this binary")?;
     let mayfly = exe.with_file_name("mayfly");
