@@ -449,3 +449,59 @@ fn accept_failures_back_off_instead_of_spinning() {
             .is_some_and(|r| r.status == 200)
     });
 }
+
+/// Reads from `stream` until the peer closes it: `Ok(bytes)` on EOF or a reset, `Err` if it was
+/// still open when the read timeout struck.
+fn read_until_closed(stream: &mut TcpStream) -> Result<Vec<u8>, std::io::Error> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(got),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[test]
+fn the_admin_api_cuts_off_slow_clients_and_bounds_its_connections() {
+    let services = service_toml("hello", "examples/http-hello", "path_prefix = \"/\"\nwarm_shells = 0");
+    let gw = TestGateway::start("admin-limits", "", &services, None);
+    // A request head that never ends is cut off after the admin API's 10 s head timeout.
+    let mut slow = TcpStream::connect(gw.admin).unwrap();
+    slow.write_all(b"GET /services HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    let answer = read_until_closed(&mut slow).expect("a slow admin client is never cut off");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(15),
+        "cut off after {took:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // 64 connections at once are the admin API's limit: the next is closed at once.
+    let held: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(gw.admin).unwrap()).collect();
+    let mut extra = TcpStream::connect(gw.admin).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = extra.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let got = read_until_closed(&mut extra).expect("the 65th admin connection was kept open");
+    assert!(
+        got.is_empty(),
+        "the 65th admin connection was served: {}",
+        String::from_utf8_lossy(&got)
+    );
+    drop(held);
+    // Once they are gone, the API answers again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = http_request(gw.admin, "GET", "/metrics", &[], b"", Duration::from_secs(5));
+        if reply.as_ref().is_some_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the admin API does not answer again: {reply:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

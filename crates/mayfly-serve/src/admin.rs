@@ -18,13 +18,23 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use mayfly_protocol::admin::ErrorBody;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+
+/// Admin connections open at once; more are closed at once (the API is for operators and
+/// scripts, not for crowds).
+const ADMIN_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request head (also the idle keep-alive limit) and,
+/// separately, a request body.
+const ADMIN_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest service spec accepted.
+const MAX_SPEC_BYTES: usize = 1 << 20;
 
 fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec_pretty(value).unwrap_or_default();
@@ -54,18 +64,31 @@ pub async fn serve(
     policy: Arc<ApiPolicy>,
     stop: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors: pause rather than spin.
+                        tracing::warn!("admin API: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
                 let orch = orch.clone();
                 let token = token.clone();
                 let policy = policy.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let service = hyper::service::service_fn(move |req| {
                         handle(orch.clone(), token.clone(), policy.clone(), req)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(ADMIN_CLIENT_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
@@ -120,9 +143,16 @@ async fn handle(
         }
         (Method::PUT, ["services", name]) => {
             let name = (*name).to_owned();
-            let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
-                Ok(body) => body.to_bytes(),
-                Err(_) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "spec too large")),
+            let body = Limited::new(req.into_body(), MAX_SPEC_BYTES).collect();
+            let body = match tokio::time::timeout(ADMIN_CLIENT_TIMEOUT, body).await {
+                Ok(Ok(body)) => body.to_bytes(),
+                Ok(Err(_)) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "spec too large")),
+                Err(_) => {
+                    return Ok(error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the spec did not arrive in time",
+                    ));
+                }
             };
             match serde_json::from_slice::<ServiceSpec>(&body) {
                 Err(e) => error(StatusCode::BAD_REQUEST, &format!("invalid service spec: {e}")),
