@@ -467,7 +467,8 @@ fn read_until_closed(stream: &mut TcpStream) -> Result<Vec<u8>, std::io::Error> 
 
 #[test]
 fn the_admin_api_cuts_off_slow_clients_and_bounds_its_connections() {
-    let services = service_toml("hello", "examples/http-hello", "path_prefix = \"/\"\nwarm_shells = 0");
+    let services =
+        service_toml("hello", "examples/http-hello", "path_prefix = \"/\"\nwarm_shells = 0");
     let gw = TestGateway::start("admin-limits", "", &services, None);
     // A request head that never ends is cut off after the admin API's 10 s head timeout.
     let mut slow = TcpStream::connect(gw.admin).unwrap();

@@ -213,50 +213,10 @@ impl Gateway {
         let dir = scratch(name);
         let path = dir.join("serve.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = mayfly()
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .env("MAYFLY_STATE_DIR", &dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn mayfly serve");
-        let pid = child.id();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            // Read to the end whether anyone listens or not: a full pipe would stall the gateway.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut gateway =
-            Gateway { child, pid, addr: nowhere, admin: nowhere, dir, log, exited: None };
-        let deadline = Instant::now() + READY_LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|e| {
-                panic!(
-                    "mayfly serve did not print `ready` within {READY_LIMIT:?} ({e}); stderr:\n{}",
-                    gateway.stderr()
-                )
-            });
-            if let Some(rest) = line.strip_prefix("mayfly serve: gateway on http://") {
-                let (addr, rest) =
-                    rest.split_once(" , admin API on http://").expect("two addresses");
-                let admin = rest.split(' ').next().unwrap_or_default();
-                gateway.addr = addr.parse().unwrap_or_else(|e| panic!("{addr:?}: {e}"));
-                gateway.admin = admin.parse().unwrap_or_else(|e| panic!("{admin:?}: {e}"));
-            } else if line == "mayfly serve: ready" {
-                break;
-            }
-        }
+        let mut cmd = mayfly();
+        cmd.arg("serve").arg("--config").arg(&path).env("MAYFLY_STATE_DIR", &dir);
+        let Started { child, pid, addr, admin, log } = start_serve(cmd);
+        let gateway = Gateway { child, pid, addr, admin, dir, log, exited: None };
         assert_ne!(gateway.addr.port(), 0, "no address before `ready`:\n{}", gateway.stderr());
         gateway
     }
@@ -368,4 +328,56 @@ impl Drop for Gateway {
             eprintln!("--- mayfly serve stderr ---\n{}\n---", self.stderr());
         }
     }
+}
+
+/// A `mayfly serve` process that printed `ready`: its addresses and everything it printed on
+/// stderr (read to the end by a thread, so that a full pipe never stalls the gateway).
+pub struct Started {
+    pub child: Child,
+    pub pid: u32,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Spawns `cmd` (a `mayfly serve ...` command) with stdin and stdout closed and stderr read, and
+/// waits (at most [`READY_LIMIT`]) for its `ready` line; panics with its stderr otherwise.
+pub fn start_serve(mut cmd: Command) -> Started {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn mayfly serve");
+    let pid = child.id();
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    let printed = || log.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+    let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+    let (mut addr, mut admin) = (nowhere, nowhere);
+    let deadline = Instant::now() + READY_LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|e| {
+            let _ = child.kill();
+            panic!(
+                "mayfly serve did not print `ready` within {READY_LIMIT:?} ({e}); stderr:\n{}",
+                printed()
+            )
+        });
+        if let Some(rest) = line.strip_prefix("mayfly serve: gateway on http://") {
+            let (gw, rest) = rest.split_once(" , admin API on http://").expect("two addresses");
+            let api = rest.split(' ').next().unwrap_or_default();
+            addr = gw.parse().unwrap_or_else(|e| panic!("{gw:?}: {e}"));
+            admin = api.parse().unwrap_or_else(|e| panic!("{api:?}: {e}"));
+        } else if line == "mayfly serve: ready" {
+            break;
+        }
+    }
+    assert_ne!(addr.port(), 0, "no address before `ready`:\n{}", printed());
+    Started { child, pid, addr, admin, log }
 }

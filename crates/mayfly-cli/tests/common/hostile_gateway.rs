@@ -3,13 +3,13 @@
 //! outside (admin API, metrics, logs, memory, CPU time). Dropping it kills it and its monitors.
 #![allow(dead_code)]
 
+use crate::common::gateway::{Started, start_serve};
 use crate::common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::Child;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The admin token of every test gateway.
@@ -51,13 +51,7 @@ impl TestGateway {
         );
         std::fs::write(&path, config).unwrap();
         let mut cmd = mayfly();
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .env("MAYFLY_STATE_DIR", &dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.arg("serve").arg("--config").arg(&path).env("MAYFLY_STATE_DIR", &dir);
         if let Some(max) = max_files {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit(2) is async-signal-safe; the closure allocates nothing.
@@ -71,35 +65,8 @@ impl TestGateway {
                 });
             }
         }
-        let mut child = cmd.spawn().expect("spawn mayfly serve");
-        let pid = child.id();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut gw = TestGateway { child, pid, addr: nowhere, admin: nowhere, log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|e| {
-                panic!("mayfly serve is not ready ({e}); stderr:\n{}", gw.stderr())
-            });
-            if let Some(rest) = line.strip_prefix("mayfly serve: gateway on http://") {
-                let (addr, rest) = rest.split_once(" , admin API on http://").unwrap();
-                gw.addr = addr.parse().unwrap();
-                gw.admin = rest.split(' ').next().unwrap_or_default().parse().unwrap();
-            } else if line == "mayfly serve: ready" {
-                break;
-            }
-        }
-        gw
+        let Started { child, pid, addr, admin, log } = start_serve(cmd);
+        TestGateway { child, pid, addr, admin, log }
     }
 
     /// Everything the gateway printed on stderr so far.
