@@ -187,3 +187,116 @@ fn a_guest_that_never_waits_leaves_no_snapshot() {
     run.assert_one_line_error("no snapshot was written");
     assert!(!out.exists());
 }
+
+#[test]
+fn clones_run_under_the_monitors_seccomp_filter() {
+    require_kvm();
+    let dir = scratch("sandbox");
+    let image = guest_image("tests/guests/probe");
+    let template = dir.join("probe.snap");
+    snapshot(&image, &template, &["snapshot-point"]);
+    let options = ["--timeout", "20", "--from-snapshot", template.to_str().unwrap()];
+    let mut with_selftest = options.to_vec();
+    with_selftest.extend(["--sandbox-selftest", "getppid"]);
+    let run = run_image(&image, &with_selftest, &[]);
+    assert_eq!(run.status, Some(159), "stdout {} stderr {}", run.stdout, run.stderr);
+    run.assert_one_line_error("monitor stopped by its seccomp filter: system call 110");
+}
+
+/// Kills the child when dropped (the test's own monitor only).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a clone of `template` with `--standby` (and `extra` options) and waits until it
+/// stands by; returns it and its published address, if any.
+fn standby_clone(
+    image: &Path,
+    template: &Path,
+    extra: &[&str],
+) -> (Child, Option<std::net::SocketAddr>) {
+    use std::io::BufRead;
+    let mut child = Child(
+        mayfly()
+            .arg("run")
+            .arg(image)
+            .args(["--timeout", "30", "--standby", "--from-snapshot"])
+            .arg(template)
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn mayfly run"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut addr = None;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).expect("the clone stands by within 20 s");
+        if let Some(rest) = line.strip_prefix("mayfly: publishing ") {
+            addr = rest.split(' ').next().and_then(|a| a.parse().ok());
+        }
+        if line == "mayfly: standby" {
+            return (child, addr);
+        }
+    }
+}
+
+fn go(child: &mut Child) {
+    use std::io::Write;
+    child.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
+}
+
+#[test]
+fn a_clone_stands_by_then_answers_once_told_to_go() {
+    require_kvm();
+    let dir = scratch("standby");
+    let image = guest_image("examples/http-hello");
+    let template = dir.join("hello.snap");
+    snapshot(&image, &template, &[]);
+    let (mut child, addr) = standby_clone(&image, &template, &["--publish", "0:80"]);
+    go(&mut child);
+    let reply = http(addr.expect("a published address"), "GET", "/", b"");
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert_eq!(reply.body, b"Hello from a Mayfly unikernel!\n");
+}
+
+#[test]
+fn a_clone_that_stood_by_for_seconds_reads_the_current_wall_clock() {
+    use std::io::Read;
+    require_kvm();
+    let dir = scratch("standby-clock");
+    let image = guest_image("tests/guests/probe");
+    let template = dir.join("probe.snap");
+    snapshot(&image, &template, &["snapshot-point"]);
+    let (mut child, _) = standby_clone(&image, &template, &[]);
+    // Standing by is what this test is about: the clone's clock must not start at preparation.
+    std::thread::sleep(Duration::from_secs(2));
+    let start = now_ms();
+    go(&mut child);
+    let mut stdout = String::new();
+    child.0.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let end = now_ms();
+    let status = child.0.wait().unwrap().code();
+    let line = parse_clone(&Run { status, stdout, stderr: String::new() });
+    assert!(
+        line.wall_ms + 200 >= start && line.wall_ms <= end + 200,
+        "the clone's wall clock {} is outside [{start}, {end}] ms",
+        line.wall_ms
+    );
+}

@@ -106,6 +106,8 @@ pub struct Instance {
     pub(crate) console: crate::console::Console,
     /// 0 for a cold boot; a clone's own non-zero generation (see `BootInfo::generation`).
     pub(crate) generation: u64,
+    /// A clone's guest TSC at a `CLOCK_MONOTONIC` moment, read when it was prepared.
+    pub(crate) tsc_anchor: Option<(u64, u64)>,
     /// Where to write a template at the guest's first `Wait`, and which image it is of.
     pub(crate) snapshot_of: Option<SnapshotOf>,
 }
@@ -245,6 +247,7 @@ impl Instance {
                 std::time::Instant::now(),
             ),
             generation,
+            tsc_anchor: None,
             snapshot_of,
         })
     }
@@ -252,7 +255,16 @@ impl Instance {
     /// Writes the boot info, with the wall-clock time of this moment; called just before entry.
     pub(crate) fn write_boot_info(&self) -> Result<(), BootError> {
         // A clone resumes mid-run: tell it which TSC value the wall-clock reading pairs with.
-        let wall_clock_tsc = if self.generation == 0 { 0 } else { self.guest_tsc()? };
+        // Extrapolated from the anchor taken before the sandbox (which forbids KVM_GET_MSRS),
+        // so that a clone that stood by still gets the TSC of this moment.
+        let wall_clock_tsc = match self.tsc_anchor {
+            Some((tsc, at_ns)) => {
+                let elapsed = u128::from(sys::monotonic_ns().saturating_sub(at_ns));
+                let ticks = elapsed * u128::from(self.tsc_hz) / 1_000_000_000;
+                tsc.wrapping_add(u64::try_from(ticks).unwrap_or(u64::MAX))
+            }
+            None => 0,
+        };
         let wall_clock_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));

@@ -72,7 +72,7 @@ impl Instance {
         let generation = u64::from_le_bytes(generation) | 1;
         let parts = Parts { image, plan, args, tables, ram, generation, snapshot_of: None };
         let saved = template.clone();
-        Instance::assemble(parts, config, template.rings, move |vm| {
+        let mut instance = Instance::assemble(parts, config, template.rings, move |vm| {
             let err = |what| move |cause| KvmError::Ioctl { what, cause };
             vm.vcpu.set_regs(&saved.regs).map_err(err("KVM_SET_REGS"))?;
             vm.vcpu.set_fpu(&saved.fpu).map_err(err("KVM_SET_FPU"))?;
@@ -84,6 +84,9 @@ impl Instance {
                 return Err(err("KVM_SET_MSRS (the TSC)")(kvm_ioctls::Error::new(libc::EINVAL)));
             }
             Ok(())
-        })
+        })?;
+        let tsc = instance.guest_tsc()?;
+        instance.tsc_anchor = Some((tsc, crate::sys::monotonic_ns()));
+        Ok(instance)
     }
 }
