@@ -89,6 +89,23 @@ impl GuestRam {
         Ok(GuestRam { mem, size })
     }
 
+    /// Makes the pages of guest range `[addr, addr + len)` this mapping's own now
+    /// (`MADV_POPULATE_WRITE`: in a private file mapping, each is copied), so that the guest's
+    /// first accesses to them fault once, not twice. Best effort: on failure the pages are
+    /// simply faulted in later.
+    pub fn populate_write(&self, addr: u64, len: u64) {
+        const MADV_POPULATE_WRITE: libc::c_int = 23;
+        if self.check_range(addr, len).is_err() {
+            return;
+        }
+        let (Some(base), Ok(len)) = (self.host_base(), usize::try_from(len)) else { return };
+        let Some(start) = base.checked_add(addr) else { return };
+        // SAFETY: the range lies inside this mapping, which `self` owns (checked above);
+        // MADV_POPULATE_WRITE only faults its pages in as if written, changing no contents
+        // and no mapping.
+        let _ = unsafe { libc::madvise(start as *mut libc::c_void, len, MADV_POPULATE_WRITE) };
+    }
+
     /// Bytes of guest memory.
     pub fn size(&self) -> u64 {
         self.size

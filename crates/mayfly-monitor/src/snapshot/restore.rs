@@ -55,7 +55,19 @@ impl Instance {
             return Err(TemplateError::Corrupt("its memory is cut short".into()).into());
         }
         let tables = paging::build(&plan)?;
+        let data = crate::sys::data_ranges(&file, HEADER_LEN, HEADER_LEN + template.mem_size)
+            .unwrap_or_default();
         let ram = GuestRam::private_copy_of(file, HEADER_LEN, template.mem_size)?;
+        // Copy now the template's non-zero pages that the guest may write (its data, heap and
+        // stack as they were): it would fault on each twice (a read mapping the shared page,
+        // then a write copying it), and these exits cost far more than the copies. Its code and
+        // read-only data, and all pages of zeros, stay shared.
+        for (offset, len) in data {
+            let start = offset.saturating_sub(HEADER_LEN);
+            for (run_start, run_len) in writable_runs(&plan, start, start.saturating_add(len)) {
+                ram.populate_write(run_start, run_len);
+            }
+        }
         // The monitor's pages come from the image, never from the file; the console starts
         // empty. (Each of these writes makes a private copy of one page.)
         write_monitor_pages(&ram, &tables)?;
@@ -89,4 +101,22 @@ impl Instance {
         instance.tsc_anchor = Some((tsc, crate::sys::monotonic_ns()));
         Ok(instance)
     }
+}
+
+/// The runs of pages in `[start, end)` (page-aligned) that the guest may write, as
+/// `(address, length)`.
+fn writable_runs(plan: &MemoryPlan, start: u64, end: u64) -> Vec<(u64, u64)> {
+    let page = layout::PAGE_SIZE;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut at = start - start % page;
+    while at < end {
+        if plan.guest_writable(at, page) {
+            match runs.last_mut() {
+                Some((run_start, run_len)) if *run_start + *run_len == at => *run_len += page,
+                _ => runs.push((at, page)),
+            }
+        }
+        at += page;
+    }
+    runs
 }
