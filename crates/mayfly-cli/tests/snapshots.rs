@@ -300,3 +300,19 @@ fn a_clone_that_stood_by_for_seconds_reads_the_current_wall_clock() {
         line.wall_ms
     );
 }
+
+#[test]
+fn a_service_with_snapshot_true_answers_from_clones() {
+    use common::gateway::{GREETING, Gateway, hello_service, read_proc};
+    require_kvm();
+    let gw = Gateway::start("snapshot-service", &hello_service("snapshot = true"));
+    let reply = gw.get("/hello");
+    assert_eq!(reply.status, 200, "{}\n{}", reply.head, gw.stderr());
+    assert_eq!(reply.body, GREETING);
+    let monitors = gw.monitors(&guest_image(common::gateway::HELLO));
+    assert!(!monitors.is_empty(), "no monitors: {}", gw.stderr());
+    for pid in monitors {
+        let cmdline = read_proc(pid).map(|p| p.cmdline).unwrap_or_default();
+        assert!(cmdline.contains("--from-snapshot"), "not a clone: {cmdline}");
+    }
+}
