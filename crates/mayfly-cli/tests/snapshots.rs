@@ -316,3 +316,33 @@ fn a_service_with_snapshot_true_answers_from_clones() {
         assert!(cmdline.contains("--from-snapshot"), "not a clone: {cmdline}");
     }
 }
+
+#[test]
+fn a_clone_reports_its_faults_even_from_a_snapshot_with_forged_monitor_pages() {
+    require_kvm();
+    let dir = scratch("fault");
+    let image = guest_image("tests/guests/probe");
+    let template = dir.join("probe.snap");
+    snapshot(&image, &template, &["snapshot-null-write"]);
+    let expect = "page fault at rip ";
+    let run = clone_of(&image, &template);
+    assert_eq!(run.status, Some(139), "{} {}", run.stdout, run.stderr);
+    run.assert_one_line_error(expect);
+    assert!(run.stderr.contains("write to address 0x0 (not mapped)"), "{}", run.stderr);
+    // The monitor's pages (descriptor tables, exception stubs, page tables: 0x1000-0x10000 of
+    // guest memory, after the 8 KiB header) forged in the file: the clone rewrites them from
+    // the image, so the fault is still reported, and the same way.
+    let mut bytes = std::fs::read(&template).unwrap();
+    for (byte, value) in bytes[8192 + 0x1000..8192 + 0x4000].iter_mut().zip((0..=250u8).cycle()) {
+        *byte = value;
+    }
+    for byte in &mut bytes[8192 + 0x8000..8192 + 0x10000] {
+        *byte = 0xff;
+    }
+    let forged = dir.join("forged.snap");
+    std::fs::write(&forged, bytes).unwrap();
+    let run = clone_of(&image, &forged);
+    assert_eq!(run.status, Some(139), "{} {}", run.stdout, run.stderr);
+    run.assert_one_line_error(expect);
+    assert!(run.stderr.contains("write to address 0x0 (not mapped)"), "{}", run.stderr);
+}

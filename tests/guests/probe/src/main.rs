@@ -122,6 +122,13 @@ fn main() -> i32 {
             println!("clone: random {buf:02x?} wall_ms {wall_ms} counter {old}");
             0
         }
+        "snapshot-null-write" => {
+            // A fault after the snapshot point: a clone must report it like a cold boot.
+            mayfly::wait(Some(Instant::now()));
+            let null = core::hint::black_box(0usize) as *mut u64;
+            unsafe { null.write_volatile(1) };
+            0
+        }
         "stack-overflow" => recurse(0) as i32,
         "announce-sleep" => {
             // Says that the guest runs, then sleeps: tests inspect the monitor meanwhile.
