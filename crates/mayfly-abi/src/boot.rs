@@ -49,6 +49,14 @@ pub struct BootInfo {
     pub entropy: [u8; 32],
     /// The network interface, if `devices` has [`crate::manifest::Device::Net`].
     pub net: crate::net::NetInfo,
+    /// Which life of the guest this is: 0 for a guest booted from its image; a clone made from
+    /// a snapshot gets a fresh non-zero value, written before it runs any instruction. The
+    /// library OS compares it after every `Wait` and, when it changed, takes the new `entropy`
+    /// (reseeding its generator) and the new wall clock (`wall_clock_ns` at `wall_clock_tsc`).
+    pub generation: u64,
+    /// The guest's time-stamp counter at the moment `wall_clock_ns` was read, for a clone; 0 at
+    /// a cold boot (the wall clock then holds at the guest's first instruction).
+    pub wall_clock_tsc: u64,
 }
 
 #[cfg(test)]
@@ -57,7 +65,10 @@ mod tests {
 
     #[test]
     fn boot_info_has_no_implicit_padding_and_fits_its_page() {
-        assert_eq!(core::mem::size_of::<BootInfo>(), 8 + 4 + 4 + 8 * 7 + 4 + 4 + 8 + 8 + 32 + 32);
+        assert_eq!(
+            core::mem::size_of::<BootInfo>(),
+            8 + 4 + 4 + 8 * 7 + 4 + 4 + 8 + 8 + 32 + 32 + 8 + 8
+        );
         assert!(core::mem::size_of::<BootInfo>() < 4096);
         const { assert!(ARGS_MAX > 7000) };
     }

@@ -44,7 +44,9 @@ pub use manifest::Manifest;
 pub use status::Status;
 
 /// Version of this interface. See the crate documentation for when it changes.
-pub const ABI_VERSION: u32 = 2;
+/// 3: `BootInfo` gained `generation` and `wall_clock_tsc` (snapshots and clones); the argument
+/// block after it moved.
+pub const ABI_VERSION: u32 = 3;
 
 /// A guest-physical address (equal to the guest-virtual address: memory is identity-mapped).
 ///

@@ -50,6 +50,11 @@ pub struct MapError {
     cause: vm_memory::mmap::FromRangesError,
 }
 
+/// A template's memory could not be mapped.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot map the snapshot's memory: {0}")]
+pub struct TemplateMapError(String);
+
 impl GuestRam {
     /// Maps `size` bytes of zeroed guest memory at guest address 0. Nothing is touched: pages
     /// are allocated by the host kernel as the guest (or the loader) first uses them.
@@ -58,6 +63,47 @@ impl GuestRam {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)])
             .map_err(|source| MapError { mib: size >> 20, cause: source })?;
         Ok(GuestRam { mem, size })
+    }
+
+    /// Maps `size` bytes of `file`, from `offset` (page-aligned), as guest memory at guest
+    /// address 0, copy-on-write (`MAP_PRIVATE`): what the guest writes stays in this mapping,
+    /// never reaches the file or any other mapping of it. Pages are shared with other private
+    /// mappings of the file until written. The file must hold `offset + size` bytes.
+    pub fn private_copy_of(
+        file: std::fs::File,
+        offset: u64,
+        size: u64,
+    ) -> Result<GuestRam, TemplateMapError> {
+        use vm_memory::mmap::{GuestRegionMmap, MmapRegionBuilder};
+        let len = usize::try_from(size).map_err(|_| TemplateMapError("size".into()))?;
+        let region = MmapRegionBuilder::new(len)
+            .with_file_offset(vm_memory::FileOffset::new(file, offset))
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+            .build()
+            .map_err(|e| TemplateMapError(e.to_string()))?;
+        let region = GuestRegionMmap::new(region, GuestAddress(0))
+            .ok_or_else(|| TemplateMapError("region".into()))?;
+        let mem = GuestMemoryMmap::from_regions(vec![region])
+            .map_err(|e| TemplateMapError(e.to_string()))?;
+        Ok(GuestRam { mem, size })
+    }
+
+    /// Makes the pages of guest range `[addr, addr + len)` this mapping's own now
+    /// (`MADV_POPULATE_WRITE`: in a private file mapping, each is copied), so that the guest's
+    /// first accesses to them fault once, not twice. Best effort: on failure the pages are
+    /// simply faulted in later.
+    pub fn populate_write(&self, addr: u64, len: u64) {
+        const MADV_POPULATE_WRITE: libc::c_int = 23;
+        if self.check_range(addr, len).is_err() {
+            return;
+        }
+        let (Some(base), Ok(len)) = (self.host_base(), usize::try_from(len)) else { return };
+        let Some(start) = base.checked_add(addr) else { return };
+        // SAFETY: the range lies inside this mapping, which `self` owns (checked above);
+        // MADV_POPULATE_WRITE only faults its pages in as if written, changing no contents
+        // and no mapping.
+        let _ = unsafe { libc::madvise(start as *mut libc::c_void, len, MADV_POPULATE_WRITE) };
     }
 
     /// Bytes of guest memory.

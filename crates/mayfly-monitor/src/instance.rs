@@ -42,6 +42,9 @@ pub struct VmConfig {
     pub console_limit: Option<u64>,
     /// Most bytes of console output per second shown (the excess is dropped), if limited.
     pub console_rate: Option<u64>,
+    /// Write a template of the guest to this file at its first `Wait`, then stop it (see
+    /// `snapshot`).
+    pub snapshot_out: Option<std::path::PathBuf>,
 }
 
 /// Why a guest could not be booted.
@@ -78,6 +81,10 @@ pub enum BootError {
     Rings(#[from] RingError),
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::TemplateError),
+    #[error(transparent)]
+    TemplateMap(#[from] crate::guest_memory::TemplateMapError),
 }
 
 /// A guest ready to run: memory loaded, vCPU at the entry point.
@@ -97,6 +104,46 @@ pub struct Instance {
     pub(crate) grants: crate::sandbox::Grants,
     pub(crate) sandboxed: bool,
     pub(crate) console: crate::console::Console,
+    /// 0 for a cold boot; a clone's own non-zero generation (see `BootInfo::generation`).
+    pub(crate) generation: u64,
+    /// A clone's guest TSC at a `CLOCK_MONOTONIC` moment, read when it was prepared.
+    pub(crate) tsc_anchor: Option<(u64, u64)>,
+    /// Where to write a template at the guest's first `Wait`, and which image it is of.
+    pub(crate) snapshot_of: Option<SnapshotOf>,
+}
+
+/// Where a template goes, and the image it is made from.
+#[derive(Debug, Clone)]
+pub(crate) struct SnapshotOf {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) image_len: u64,
+    pub(crate) image_digest: u64,
+}
+
+/// What [`Instance::assemble`] puts together: checked image and plan, memory already filled.
+pub(crate) struct Parts {
+    pub(crate) image: Image,
+    pub(crate) plan: MemoryPlan,
+    pub(crate) args: ArgsBlock,
+    pub(crate) tables: paging::PageTables,
+    pub(crate) ram: GuestRam,
+    pub(crate) generation: u64,
+    pub(crate) snapshot_of: Option<SnapshotOf>,
+}
+
+/// Writes the monitor's own pages: page tables, descriptor tables, exception stubs. A clone
+/// rewrites them too, so nothing of them is taken from a template file.
+pub(crate) fn write_monitor_pages(
+    ram: &GuestRam,
+    tables: &paging::PageTables,
+) -> Result<(), BadRange> {
+    for table in &tables.tables {
+        let bytes: Vec<u8> = table.entries.iter().flat_map(|e| e.to_le_bytes()).collect();
+        ram.write_bytes(table.addr, &bytes)?;
+    }
+    ram.write_bytes(layout::GDT_ADDR, &cpu::descriptor_page())?;
+    ram.write_bytes(layout::FAULT_STUBS_ADDR, &cpu::fault_stubs())?;
+    Ok(())
 }
 
 impl Instance {
@@ -113,15 +160,28 @@ impl Instance {
 
         let ram = GuestRam::new(config.mem_size)?;
         image.load(image_bytes, &ram)?;
-        for table in &tables.tables {
-            let bytes: Vec<u8> = table.entries.iter().flat_map(|e| e.to_le_bytes()).collect();
-            ram.write_bytes(table.addr, &bytes)?;
-        }
-        ram.write_bytes(layout::GDT_ADDR, &cpu::descriptor_page())?;
-        ram.write_bytes(layout::FAULT_STUBS_ADDR, &cpu::fault_stubs())?;
+        write_monitor_pages(&ram, &tables)?;
         let args_addr = layout::BOOT_INFO_ADDR + std::mem::size_of::<BootInfo>() as u64;
         ram.write_bytes(args_addr, &args.bytes)?;
+        let snapshot_of = config.snapshot_out.clone().map(|path| SnapshotOf {
+            path,
+            image_len: image_bytes.len() as u64,
+            image_digest: crate::snapshot::digest(image_bytes),
+        });
+        let parts = Parts { image, plan, args, tables, ram, generation: 0, snapshot_of };
+        Instance::assemble(parts, config, None, |_| Ok(()))
+    }
 
+    /// The common end of [`Instance::prepare`] and a clone's restore: entropy, the NIC (its
+    /// ring counters restored from `rings`, or fresh), the VM with its vCPU in 64-bit ring 3,
+    /// then `set_vcpu` (a clone sets its saved registers there).
+    pub(crate) fn assemble(
+        parts: Parts,
+        config: &VmConfig,
+        rings: Option<(u32, u32)>,
+        set_vcpu: impl FnOnce(&KvmVm) -> Result<(), KvmError>,
+    ) -> Result<Instance, BootError> {
+        let Parts { image, plan, args, tables, ram, generation, snapshot_of } = parts;
         let mut entropy = [0u8; 32];
         sys::fill_random(&mut entropy).map_err(BootError::Entropy)?;
         let (nic, net_info) = match plan.net_rings {
@@ -132,7 +192,10 @@ impl Instance {
                     max_connections: crate::net::usernet::MAX_CONNECTIONS,
                 };
                 let mut nic = Nic::open(config.net.as_ref().unwrap_or(&default), &entropy)?;
-                let info = nic.attach(&ram, base)?;
+                let info = match rings {
+                    Some((rx_head, tx_tail)) => nic.reattach(base, rx_head, tx_tail),
+                    None => nic.attach(&ram, base)?,
+                };
                 (Some(nic), info)
             }
             None => (None, NetInfo::default()),
@@ -160,6 +223,7 @@ impl Instance {
         vm.vcpu
             .set_regs(&cpu::entry_regs(image.entry, plan.stack_top))
             .map_err(vcpu_err("KVM_SET_REGS"))?;
+        set_vcpu(&vm)?;
         let tsc_khz = vm.vcpu.get_tsc_khz().map_err(vcpu_err("KVM_GET_TSC_KHZ"))?;
         Ok(Instance {
             vm,
@@ -171,7 +235,9 @@ impl Instance {
             nic,
             net_info,
             entropy,
-            sandbox: config.sandbox,
+            // Making a template runs unsandboxed: capturing needs ioctls and file writes that
+            // the run loop's filter does not allow (see docs/design.md, "Snapshots and clones").
+            sandbox: config.sandbox && snapshot_of.is_none(),
             sandbox_selftest: config.sandbox_selftest,
             grants,
             sandboxed: false,
@@ -180,11 +246,25 @@ impl Instance {
                 config.console_rate,
                 std::time::Instant::now(),
             ),
+            generation,
+            tsc_anchor: None,
+            snapshot_of,
         })
     }
 
     /// Writes the boot info, with the wall-clock time of this moment; called just before entry.
     pub(crate) fn write_boot_info(&self) -> Result<(), BootError> {
+        // A clone resumes mid-run: tell it which TSC value the wall-clock reading pairs with.
+        // Extrapolated from the anchor taken before the sandbox (which forbids KVM_GET_MSRS),
+        // so that a clone that stood by still gets the TSC of this moment.
+        let wall_clock_tsc = match self.tsc_anchor {
+            Some((tsc, at_ns)) => {
+                let elapsed = u128::from(sys::monotonic_ns().saturating_sub(at_ns));
+                let ticks = elapsed * u128::from(self.tsc_hz) / 1_000_000_000;
+                tsc.wrapping_add(u64::try_from(ticks).unwrap_or(u64::MAX))
+            }
+            None => 0,
+        };
         let wall_clock_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -206,6 +286,8 @@ impl Instance {
             devices: if self.nic.is_some() { 1 << Device::Net as u32 } else { 0 },
             entropy: self.entropy,
             net: self.net_info,
+            generation: self.generation,
+            wall_clock_tsc,
         };
         self.vm.ram().write(layout::BOOT_INFO_ADDR, info)?;
         Ok(())

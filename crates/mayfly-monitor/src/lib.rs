@@ -28,6 +28,7 @@ pub mod paging;
 pub mod plan;
 pub mod run;
 pub mod sandbox;
+pub mod snapshot;
 #[allow(unsafe_code)]
 pub mod sys;
 

@@ -9,7 +9,7 @@ use crate::instance::{BootError, Instance};
 use crate::outcome::{Fault, Outcome};
 use crate::{cpu, sys};
 use kvm_ioctls::VcpuExit;
-use mayfly_abi::layout;
+use mayfly_abi::{Hypercall, layout};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,9 @@ pub struct RunReport {
     pub timings: Timings,
     /// Frames the NIC's backend dropped (tap: oversized from the host, spoofed from the guest).
     pub dropped_frames: crate::net::tap::Dropped,
+    /// The template written at the guest's first `Wait`, if one was asked for and made (the
+    /// outcome is then `Exited(0)`).
+    pub snapshot: Option<std::path::PathBuf>,
 }
 
 /// The first (up to) four bytes of an exit's data, little-endian, zero-extended.
@@ -66,6 +69,7 @@ impl Instance {
         }
         self.enter_sandbox()?;
         let mut timings = Timings { entered_ns: sys::monotonic_ns(), ..Timings::default() };
+        let mut snapshot = None;
         let outcome = loop {
             let exit = self.enter();
             if !self.drain_console(console) {
@@ -82,6 +86,14 @@ impl Instance {
                     "guest wrote to I/O port {port:#x}; Mayfly provides no I/O ports (hypercalls \
                      are stores to the doorbell page)"
                 ))),
+                Exit::MmioWrite { addr, data, size }
+                    if self.snapshot_of.is_some()
+                        && size == 4
+                        && Hypercall::from_doorbell(addr) == Some(Hypercall::Wait) =>
+                {
+                    snapshot = Some(self.capture(u64::from(data))?);
+                    Step::Stop(Outcome::Exited(0))
+                }
                 Exit::MmioWrite { addr, data, size } => {
                     timings.first_hypercall_ns.get_or_insert_with(sys::monotonic_ns);
                     hypercalls::dispatch(
@@ -148,7 +160,7 @@ impl Instance {
         let _ = console.flush();
         timings.stopped_ns = sys::monotonic_ns();
         let dropped_frames = self.nic.as_ref().map(|n| n.dropped()).unwrap_or_default();
-        Ok(RunReport { outcome, timings, dropped_frames })
+        Ok(RunReport { outcome, timings, dropped_frames, snapshot })
     }
 
     /// Confines this process with the monitor's seccomp filter (once; `run` calls it too). Call

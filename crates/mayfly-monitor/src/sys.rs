@@ -1,6 +1,6 @@
 //! The few raw system calls the monitor makes that `std` and the rust-vmm crates do not wrap:
 //! the wall-clock deadline for `--timeout`, the monotonic clock, host entropy, opening a tap
-//! device (`TUNSETIFF`), and `poll(2)`.
+//! device (`TUNSETIFF`), `poll(2)`, and finding a snapshot file's data (`lseek` `SEEK_DATA`).
 
 use std::time::Duration;
 
@@ -352,6 +352,37 @@ pub fn close_inherited_fds() {
             unsafe { libc::close(fd) };
         }
     }
+}
+
+/// The byte ranges of `file` from `start` to `end` that hold data (not holes), as `(offset,
+/// length)`, found with `lseek(SEEK_DATA/SEEK_HOLE)`.
+pub fn data_ranges(file: &std::fs::File, start: u64, end: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let seek = |at: u64, whence: libc::c_int| -> std::io::Result<Option<u64>> {
+        let at = libc::off_t::try_from(at)
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: lseek only moves the file offset of a descriptor we own (borrowed from `file`).
+        let r = unsafe { libc::lseek(fd, at, whence) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            // ENXIO: no data (or hole) at or after `at`.
+            return if e.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(e) };
+        }
+        Ok(u64::try_from(r).ok())
+    };
+    let mut ranges = Vec::new();
+    let mut at = start;
+    while at < end {
+        let Some(data) = seek(at, libc::SEEK_DATA)? else { break };
+        if data >= end {
+            break;
+        }
+        let hole = seek(data, libc::SEEK_HOLE)?.unwrap_or(end).min(end);
+        ranges.push((data, hole - data));
+        at = hole;
+    }
+    Ok(ranges)
 }
 
 #[cfg(test)]

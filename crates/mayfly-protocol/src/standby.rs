@@ -113,6 +113,9 @@ pub struct MonitorArgs {
     pub env: Vec<(String, String)>,
     /// Guest arguments (after `--`).
     pub args: Vec<String>,
+    /// Resume a clone of this snapshot instead of booting (`--from-snapshot`); the clone keeps
+    /// the snapshot's environment and arguments, so `env` and `args` are not passed.
+    pub from_snapshot: Option<PathBuf>,
 }
 
 impl MonitorArgs {
@@ -148,6 +151,12 @@ impl MonitorArgs {
             flag("--max-connections", n.to_string());
         }
         flag("--mem", self.mem_mib.to_string());
+        if let Some(snapshot) = &self.from_snapshot {
+            out.push("--from-snapshot".into());
+            out.push(snapshot.clone().into());
+            out.push("--standby".into());
+            return out;
+        }
         for (k, v) in &self.env {
             flag("--env", format!("{k}={v}"));
         }
@@ -203,6 +212,7 @@ mod tests {
             max_connections: Some(5),
             env: vec![],
             args: vec!["--mem".into()],
+            from_snapshot: None,
         };
         let text: Vec<String> =
             args.to_args().iter().map(|a| a.to_string_lossy().into_owned()).collect();

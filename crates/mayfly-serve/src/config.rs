@@ -116,6 +116,10 @@ pub struct ServiceSpec {
     /// Connections carried to an instance at once (0: the monitor's default, 1024).
     #[serde(default)]
     pub max_connections: u64,
+    /// Start instances as clones of a snapshot taken at deploy (the guest's first wait for
+    /// I/O) instead of booting each: see docs/design.md, "Snapshots and clones".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snapshot: bool,
 }
 
 fn default_mem() -> u64 {
@@ -194,6 +198,7 @@ impl ServiceSpec {
             console_limit_kib: 0,
             console_rate: default_console_rate(),
             max_connections: 0,
+            snapshot: false,
         }
     }
 
@@ -244,6 +249,9 @@ impl ServiceSpec {
         }
         if self.env.keys().any(|k| k.is_empty() || k.contains('=')) {
             return fail("env", "names must be non-empty and contain no '='");
+        }
+        if self.snapshot && self.tap.is_some() {
+            return fail("snapshot", "clones use user-mode networking only: remove `tap`");
         }
         if let Some(tap) = &self.tap {
             if tap.name.is_empty() || tap.name.len() > 15 {

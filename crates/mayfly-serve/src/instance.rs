@@ -45,6 +45,8 @@ pub struct Launch {
     pub console_rate: u64,
     /// Connections carried at once (0: the monitor's default).
     pub max_connections: u64,
+    /// The snapshot instances are cloned from, if the service asks for snapshots.
+    pub from_snapshot: Option<std::path::PathBuf>,
 }
 
 impl Launch {
@@ -73,6 +75,7 @@ impl Launch {
             max_connections: set(self.max_connections),
             env: self.env.clone(),
             args: self.args.clone(),
+            from_snapshot: self.from_snapshot.clone(),
         }
     }
 }

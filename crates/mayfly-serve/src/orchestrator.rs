@@ -41,6 +41,11 @@ pub enum DeployError {
     Build { service: String, krate: PathBuf, message: String },
     #[error("service {service:?}: image {image} does not exist; build it with `mayfly build`")]
     NoImage { service: String, image: PathBuf },
+    #[error(
+        "service {service:?}: taking its snapshot failed: {message}; a service with \
+         `snapshot = true` must wait for I/O (listen) after starting"
+    )]
+    Snapshot { service: String, message: String },
 }
 
 /// A service, as listed by the admin API (the type is the admin API's contract).
@@ -113,7 +118,11 @@ impl Orchestrator {
             (None, Some(krate)) => self.build(&spec.name, krate).await?,
             (None, None) => unreachable_spec(&spec)?,
         };
+        // A new snapshot at every deploy: a new image (or new arguments) is a new deploy.
+        let from_snapshot =
+            if spec.snapshot { Some(self.snapshot(&spec, &image).await?) } else { None };
         let launch = Launch {
+            from_snapshot,
             mayfly: self.mayfly.clone(),
             image: image.clone(),
             mem_mib: spec.mem_mib,
@@ -165,6 +174,31 @@ impl Orchestrator {
                 message: "see the compiler's errors above".into(),
             }),
         }
+    }
+
+    /// Boots `image` as `spec` says up to its first wait for I/O and snapshots it there, in the
+    /// gateway's private directory (removed at shutdown), for the service's instances to be
+    /// cloned from.
+    async fn snapshot(&self, spec: &ServiceSpec, image: &Path) -> Result<PathBuf, DeployError> {
+        let fail = |message: String| DeployError::Snapshot { service: spec.name.clone(), message };
+        let dir = crate::sockets::socket_dir().map_err(|e| fail(e.to_string()))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{}-{id}.snap", spec.name));
+        let mut cmd = tokio::process::Command::new(&self.mayfly);
+        cmd.arg("run").arg(image).args(["--timeout", "30", "--mem"]);
+        cmd.arg(spec.mem_mib.to_string()).arg("--snapshot-out").arg(&path);
+        for (key, value) in &spec.env {
+            cmd.arg("--env").arg(format!("{key}={value}"));
+        }
+        cmd.arg("--").args(&spec.args);
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        let out = cmd.output().await.map_err(|e| fail(e.to_string()))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(fail(stderr.lines().last().unwrap_or("no message").to_owned()));
+        }
+        tracing::info!(service = %spec.name, snapshot = %path.display(), "snapshot taken");
+        Ok(path)
     }
 
     /// Takes `name` out of service: no new requests, its instances finish theirs and go.

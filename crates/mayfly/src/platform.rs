@@ -46,6 +46,8 @@ static BOOT: spinning_top::Spinlock<Option<BootInfo>> = spinning_top::Spinlock::
 /// Address of the console page (kept apart from `BOOT` so a panic can always print).
 static CONSOLE: AtomicUsize = AtomicUsize::new(0);
 /// The heap was handed to the allocator (it must be claimed once only).
+/// The boot info's `generation` this guest last took (see [`after_wait`]).
+static GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 static HEAP_CLAIMED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// The exit status of a panic (Rust's convention), also used when unwinding is attempted.
@@ -70,6 +72,7 @@ extern "C" fn _start(boot: *const BootInfo) -> ! {
 /// Keeps the boot info (for [`boot_info`]) and the console page's address.
 pub(crate) fn keep_boot_info(info: BootInfo) {
     *BOOT.lock() = Some(info);
+    GENERATION.store(info.generation, Ordering::Relaxed);
     CONSOLE.store(info.console as usize, Ordering::Relaxed);
 }
 
@@ -160,8 +163,28 @@ pub fn wait(timeout_ns: u64, timer_only: bool) -> u64 {
     let mut args = WaitArgs { timeout_ns, flags, ..WaitArgs::default() };
     // SAFETY: `args` is a live WaitArgs on our stack.
     unsafe { hypercall(Hypercall::Wait, &mut args as *mut WaitArgs as usize) };
+    after_wait();
     // SAFETY: the monitor wrote the OUT fields during the hypercall; read them afresh.
     unsafe { core::ptr::read_volatile(&args.ready) }
+}
+
+/// After every `Wait`: if this guest is now a clone resumed from a snapshot (the boot info's
+/// `generation` changed under it), take the clone's own entropy and wall clock before anything
+/// else runs (see `docs/design.md`, "Snapshots and clones").
+fn after_wait() {
+    let addr =
+        mayfly_abi::layout::BOOT_INFO_ADDR as usize + core::mem::offset_of!(BootInfo, generation);
+    // SAFETY: the boot-info page is mapped readable for the guest's whole life (ABI contract,
+    // `mayfly_abi::boot`) and `generation` is an aligned u64 in it; the monitor rewrites it only
+    // while the guest is stopped, so a volatile read sees a whole value.
+    let generation = unsafe { core::ptr::read_volatile(addr as *const u64) };
+    if generation == GENERATION.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: as above, for the whole (plain-data, any bit pattern valid) BootInfo.
+    let info =
+        unsafe { core::ptr::read_volatile(mayfly_abi::layout::BOOT_INFO_ADDR as *const BootInfo) };
+    crate::startup::wake_as_clone(info);
 }
 
 /// Appends `bytes` to the console buffer, asking the monitor to drain it whenever it is full.

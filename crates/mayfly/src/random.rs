@@ -19,3 +19,8 @@ pub fn u64() -> u64 {
     fill(&mut bytes);
     u64::from_le_bytes(bytes)
 }
+
+/// Replaces the generator's state with one seeded from `seed` (a clone's own entropy).
+pub(crate) fn reseed(seed: [u8; 32]) {
+    *RNG.lock() = Some(ChaCha20Rng::from_seed(seed));
+}

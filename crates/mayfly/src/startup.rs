@@ -18,3 +18,14 @@ pub(crate) fn run(info: BootInfo) -> ! {
     let status = platform::app_main();
     crate::process::exit(status)
 }
+
+/// A clone resumed from a snapshot: the new boot info's entropy replaces the template's (the
+/// generator and the network stack's sequence numbers are reseeded) and its wall clock is
+/// rebased; the monotonic clock runs on from the snapshot (the monitor restored the TSC).
+pub(crate) fn wake_as_clone(info: BootInfo) {
+    platform::keep_boot_info(info);
+    crate::time::rebase(info.wall_clock_ns, info.wall_clock_tsc);
+    crate::random::reseed(info.entropy);
+    #[cfg(feature = "net")]
+    crate::net::reseed_on_next_use();
+}

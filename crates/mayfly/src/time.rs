@@ -15,8 +15,18 @@ pub(crate) fn init(tsc: u64, hz: u64, wall_ns: u64) {
     WALL_AT_BOOT_NS.store(wall_ns, Ordering::Relaxed);
 }
 
+/// A clone's wall clock: `wall_ns` held when the TSC read `tsc`.
+pub(crate) fn rebase(wall_ns: u64, tsc: u64) {
+    WALL_AT_BOOT_NS.store(wall_ns.saturating_sub(ns_at(tsc)), Ordering::Relaxed);
+}
+
 fn ns_since_boot() -> u64 {
-    let ticks = platform::read_tsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
+    ns_at(platform::read_tsc())
+}
+
+/// Nanoseconds from boot to the moment the TSC read `tsc`.
+fn ns_at(tsc: u64) -> u64 {
+    let ticks = tsc.wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
     let hz = TSC_HZ.load(Ordering::Relaxed);
     (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64
 }

@@ -1,4 +1,5 @@
-//! `mayfly run <image> [--mem MiB] [--timeout s] [--env K=V]... [-- args...]`
+//! `mayfly run <image> [--mem MiB] [--timeout s] [--env K=V]... [--snapshot-out FILE |
+//! --from-snapshot FILE] [-- args...]`
 
 use anyhow::{Context, Result, bail};
 use mayfly_monitor::image::MAX_IMAGE_SIZE;
@@ -71,6 +72,17 @@ pub struct Args {
     /// fcntl, open.
     #[arg(long, hide = true, value_name = "CALL")]
     sandbox_selftest: Option<mayfly_monitor::sandbox::SelfTest>,
+    /// At the guest's first wait for I/O (a service: listening, before any connection), write a
+    /// snapshot of it to FILE (mode 0600: it holds the guest's memory) and stop it, exit status
+    /// 0. Start clones of it with --from-snapshot.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["from_snapshot", "standby"])]
+    snapshot_out: Option<PathBuf>,
+    /// Resume a clone of the snapshot FILE (made from this image with --snapshot-out) instead
+    /// of booting. Its memory is shared copy-on-write with every other clone of FILE; its
+    /// arguments, environment and memory size are the snapshot's; networking, limits and the
+    /// sandbox are this run's. It gets its own entropy and the current time.
+    #[arg(long, value_name = "FILE")]
+    from_snapshot: Option<PathBuf>,
     /// Arguments for the guest.
     #[arg(last = true)]
     guest_args: Vec<String>,
@@ -199,13 +211,27 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         sandbox_selftest: args.sandbox_selftest,
         console_limit: args.console_limit,
         console_rate: args.console_rate.filter(|r| *r > 0),
+        snapshot_out: args.snapshot_out.clone(),
     };
     if let Some(seconds) = args.cpu_limit {
         anyhow::ensure!(seconds > 0, "--cpu-limit must be at least 1 second");
         mayfly_monitor::sys::limit_cpu(seconds).context("cannot set the CPU-time limit")?;
     }
-    let mut instance = Instance::prepare(&bytes, &config)
-        .with_context(|| format!("cannot boot {}", image.display()))?;
+    let mut instance = match &args.from_snapshot {
+        Some(template) => {
+            if !args.env.is_empty() || !args.guest_args.is_empty() {
+                bail!(
+                    "--from-snapshot: a clone keeps the snapshot's arguments and environment; \
+                     pass them when making it (--snapshot-out)"
+                );
+            }
+            Instance::resume(&bytes, template, &config).with_context(|| {
+                format!("cannot clone {} from {}", image.display(), template.display())
+            })?
+        }
+        None => Instance::prepare(&bytes, &config)
+            .with_context(|| format!("cannot boot {}", image.display()))?,
+    };
     if let Some(nic) = instance.nic() {
         for (addr, publish) in nic.published.iter().zip(&args.publish) {
             let line =
@@ -250,6 +276,15 @@ pub fn execute(args: Args) -> Result<ExitCode> {
     }
     if let Some(diagnosis) = report.outcome.diagnosis() {
         eprintln!("mayfly: {diagnosis}");
+    }
+    if let Some(path) = &report.snapshot {
+        eprintln!("mayfly: snapshot written to {}", path.display());
+    } else if let Some(path) = &args.snapshot_out {
+        bail!(
+            "the guest stopped before its first wait for I/O, so no snapshot was written to {}; \
+             snapshot a program that waits (a service, or one calling mayfly::wait)",
+            path.display()
+        );
     }
     Ok(ExitCode::from(report.outcome.exit_status()))
 }

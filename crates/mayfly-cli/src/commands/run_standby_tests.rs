@@ -33,6 +33,7 @@ fn published() -> MonitorArgs {
         max_connections: Some(9),
         env: vec![("A".into(), "b=c".into()), ("EMPTY".into(), String::new())],
         args: vec!["--mem".into(), "x y".into()],
+        from_snapshot: None,
     }
 }
 
@@ -94,4 +95,20 @@ fn tap_monitor_flags_mean_what_the_gateway_meant() {
     assert_eq!((args.cpu_limit, args.console_limit, args.console_rate), (None, None, None));
     // --max-connections is for user-mode networking: not passed with a tap.
     assert_eq!(args.max_connections, mayfly_monitor::net::usernet::MAX_CONNECTIONS);
+}
+
+#[test]
+fn a_clone_launch_means_what_the_gateway_meant() {
+    let monitor =
+        MonitorArgs { from_snapshot: Some("/run/mayfly-serve/s.snap".into()), ..published() };
+    let args = parse(&monitor);
+    assert_eq!(
+        args.from_snapshot.as_deref(),
+        Some(std::path::Path::new("/run/mayfly-serve/s.snap"))
+    );
+    assert!(args.standby);
+    // A clone keeps the snapshot's environment and arguments: none are passed.
+    assert!(args.env.is_empty() && args.guest_args.is_empty());
+    assert_eq!(args.publish[0].guest_port, 8080);
+    assert_eq!(args.max_connections, 9);
 }

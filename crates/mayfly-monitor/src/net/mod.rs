@@ -101,6 +101,9 @@ pub struct Nic {
     last_block_short: bool,
 }
 
+/// The monitor's ring counters (RX produced, TX consumed) and the RX frames pending.
+pub type RingState = ((u32, u32), u32);
+
 /// How long [`Nic::block`] busy-polls the backend before it sleeps, while traffic flows.
 const BUSY_POLL: Duration = Duration::from_micros(50);
 /// A block that ended within this long means traffic is flowing: the next one busy-polls first.
@@ -179,6 +182,25 @@ impl Nic {
         self.info.mtu = MTU;
         self.info.ring_slots = RING_SLOTS;
         Ok(self.info)
+    }
+
+    /// Places the rings at `base` as a snapshot left them (the monitor's counters `rx_head`,
+    /// `tx_tail`); the backend is this NIC's own, fresh. Returns what the guest is told.
+    pub fn reattach(&mut self, base: u64, rx_head: u32, tx_tail: u32) -> NetInfo {
+        self.rings = Some(Rings::resume(base, rx_head, tx_tail));
+        self.info.rings = base;
+        self.info.mtu = MTU;
+        self.info.ring_slots = RING_SLOTS;
+        self.info
+    }
+
+    /// The monitor's ring counters (RX produced, TX consumed), for a snapshot, and whether
+    /// frames are waiting in RX for the guest.
+    pub fn ring_state(&self, ram: &GuestRam) -> Result<Option<RingState>, RingError> {
+        match &self.rings {
+            Some(rings) => Ok(Some((rings.counters(), rings.rx_pending(ram)?))),
+            None => Ok(None),
+        }
     }
 
     /// Sends what the guest queued and delivers what arrived; returns whether RX holds frames.

@@ -43,6 +43,17 @@ impl Rings {
         Ok(rings)
     }
 
+    /// The rings at `base`, resumed with the monitor's counters of a snapshot. Guest memory is
+    /// not touched: the counters the guest owns are validated on every use, as always.
+    pub fn resume(base: u64, rx_head: u32, tx_tail: u32) -> Rings {
+        Rings { rx: base, tx: base.saturating_add(RING_BYTES), rx_head, tx_tail }
+    }
+
+    /// The monitor's counters: RX frames produced, TX frames consumed.
+    pub fn counters(&self) -> (u32, u32) {
+        (self.rx_head, self.tx_tail)
+    }
+
     /// Frames in RX that the guest has not consumed yet.
     pub fn rx_pending(&self, ram: &GuestRam) -> Result<u32, RingError> {
         let tail = ram.read_u32(tail_addr(self.rx))?;

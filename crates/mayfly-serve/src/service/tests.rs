@@ -27,6 +27,7 @@ fn service(spec: ServiceSpec) -> Service {
         console_limit_kib: 0,
         console_rate: 0,
         max_connections: 0,
+        from_snapshot: None,
     };
     Service::new(spec, launch, LogBuffer::default())
 }

@@ -81,18 +81,8 @@ fn create_stack() -> Option<Stack> {
     if !nic::attached() {
         return None;
     }
-    let net = crate::platform::boot_info().net;
     let mut device = RingDevice;
-    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(net.mac)));
-    config.random_seed = crate::random::u64();
-    let mut iface = Interface::new(config, &mut device, smol_now());
-    let ip = Ipv4Address::from(net.ipv4);
-    iface.update_ip_addrs(|addrs| {
-        let _ = addrs.push(IpCidr::new(ip.into(), net.prefix_len));
-    });
-    if net.gateway != [0; 4] {
-        let _ = iface.routes_mut().add_default_ipv4_route(Ipv4Address::from(net.gateway));
-    }
+    let iface = new_interface(&mut device);
     let next_port = 49152 + (crate::random::u64() % 8192) as u16;
     Some(Stack {
         iface,
@@ -104,11 +94,41 @@ fn create_stack() -> Option<Stack> {
     })
 }
 
+/// The interface, its random seed (TCP initial sequence numbers) drawn from the generator.
+fn new_interface(device: &mut RingDevice) -> Interface {
+    let net = crate::platform::boot_info().net;
+    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(net.mac)));
+    config.random_seed = crate::random::u64();
+    let mut iface = Interface::new(config, device, smol_now());
+    let ip = Ipv4Address::from(net.ipv4);
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::new(ip.into(), net.prefix_len));
+    });
+    if net.gateway != [0; 4] {
+        let _ = iface.routes_mut().add_default_ipv4_route(Ipv4Address::from(net.gateway));
+    }
+    iface
+}
+
+/// Set when this guest woke as a clone: the next use of the stack gives it a new interface
+/// (smoltcp cannot reseed one in place) and new ephemeral ports, from the clone's own entropy,
+/// so that clones of one snapshot do not share sequence numbers. The sockets are kept.
+static RESEED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn reseed_on_next_use() {
+    RESEED.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// Runs `f` with the network stack, creating it on first use.
 pub(crate) fn with_stack<R>(f: impl FnOnce(&mut Stack) -> R) -> Result<R, NetError> {
     STACK.with(|stack| {
         if stack.is_none() {
             *stack = create_stack();
+        } else if RESEED.swap(false, core::sync::atomic::Ordering::Relaxed)
+            && let Some(stack) = stack.as_mut()
+        {
+            stack.iface = new_interface(&mut stack.device);
+            stack.next_port = 49152 + (crate::random::u64() % 8192) as u16;
         }
         stack.as_mut().map(f).ok_or(NetError::NoNetwork)
     })

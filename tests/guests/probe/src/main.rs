@@ -10,6 +10,9 @@ mayfly::main!(main);
 
 mod tasks;
 
+/// Written by every clone of the `snapshot-point` mode (see there).
+static SNAPSHOT_COUNTER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 fn arg(n: usize) -> Option<&'static str> {
     mayfly::env::args().nth(n)
 }
@@ -101,6 +104,29 @@ fn main() -> i32 {
             let mut buf = [0u8; 16];
             mayfly::random::fill(&mut buf);
             println!("random: {buf:02x?}");
+            0
+        }
+        "snapshot-point" => {
+            // Draws from the generator before the snapshot point, so that a clone that did not
+            // reseed would repeat the template's next bytes.
+            let mut before = [0u8; 16];
+            mayfly::random::fill(&mut before);
+            // The first Wait: `mayfly run --snapshot-out` captures the guest here.
+            mayfly::wait(Some(Instant::now()));
+            let mut buf = [0u8; 16];
+            mayfly::random::fill(&mut buf);
+            let wall_ms = mayfly::time::wall_clock().as_millis();
+            // A write to the image's data: each clone must see the template's value, never
+            // another clone's write.
+            let old = SNAPSHOT_COUNTER.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            println!("clone: random {buf:02x?} wall_ms {wall_ms} counter {old}");
+            0
+        }
+        "snapshot-null-write" => {
+            // A fault after the snapshot point: a clone must report it like a cold boot.
+            mayfly::wait(Some(Instant::now()));
+            let null = core::hint::black_box(0usize) as *mut u64;
+            unsafe { null.write_volatile(1) };
             0
         }
         "stack-overflow" => recurse(0) as i32,
