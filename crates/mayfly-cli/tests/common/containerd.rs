@@ -1,0 +1,161 @@
+//! A private containerd for the tests: its own root, state, sockets and config in a temp dir,
+//! with the runtime `io.containerd.mayfly.v2` resolved to the shim built from this workspace.
+//! Stopped, and its directory removed, when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The runtime name containerd resolves to `containerd-shim-mayfly-v2` on its PATH.
+pub const RUNTIME: &str = "io.containerd.mayfly.v2";
+
+/// Fails the test, saying why, when a program the containerd tests need is missing.
+pub fn require_program(name: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{name}` is not installed: the containerd tests run a real containerd 1.6 and ctr \
+         (Debian: apt-get install containerd runc); .ci/run installs them"
+    );
+}
+
+/// The shim binary, built beside the `mayfly` binary under test (where the shim looks for it).
+pub fn shim_binary() -> PathBuf {
+    let mayfly = Path::new(env!("CARGO_BIN_EXE_mayfly"));
+    let dir = mayfly.parent().expect("the mayfly binary's directory");
+    let shim = dir.join("containerd-shim-mayfly-v2");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "--quiet", "-p", "mayfly-shim", "--manifest-path"]);
+    cargo.arg(crate::common::repo().join("Cargo.toml"));
+    if dir.ends_with("release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("run cargo build -p mayfly-shim");
+    assert!(status.success(), "cargo build -p mayfly-shim failed");
+    assert!(shim.is_file(), "{} is missing after building mayfly-shim", shim.display());
+    shim
+}
+
+pub struct Containerd {
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Containerd {
+    /// Starts containerd and waits (at most 20 s) until `ctr version` reaches it.
+    pub fn start() -> Containerd {
+        require_program("containerd");
+        require_program("ctr");
+        crate::common::require_kvm();
+        let shim_dir = shim_binary().parent().unwrap().to_owned();
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("mayfly-ctd-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{d}/containerd.sock\"\n\
+             [ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+             [debug]\n  address = \"{d}/debug.sock\"\n"
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![shim_dir];
+        paths.extend(std::env::split_paths(&path));
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", std::env::join_paths(paths).unwrap())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let mut containerd = Containerd { dir, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if containerd.ctr(&["version"]).status.success() {
+                return containerd;
+            }
+            if let Ok(Some(status)) = containerd.child.try_wait() {
+                panic!("containerd exited ({status}) at start:\n{}", containerd.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd not ready in 20 s:\n{}",
+                containerd.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+
+    /// `ctr` against this containerd.
+    pub fn ctr_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(self.dir.join("containerd.sock")).args(args);
+        cmd
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_command(args).output().expect("run ctr")
+    }
+
+    /// Runs `ctr` and fails the test if it fails; its stdout.
+    pub fn ctr_ok(&self, args: &[&str]) -> String {
+        let out = self.ctr(args);
+        assert!(
+            out.status.success(),
+            "ctr {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What is left behind: containers, tasks, mounts under our directory, monitor processes
+    /// whose command line names our directory. Empty when all is clean.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let containers = self.ctr_ok(&["containers", "list", "--quiet"]);
+        left.extend(containers.lines().map(|c| format!("container {c}")));
+        let tasks = self.ctr_ok(&["tasks", "list", "--quiet"]);
+        left.extend(tasks.lines().map(|t| format!("task {t}")));
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        left.extend(mounts.lines().filter(|m| m.contains(&dir)).map(|m| format!("mount {m}")));
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let ours = cmdline.contains(" run ") || cmdline.contains("containerd-shim-mayfly-v2");
+            if ours && cmdline.contains(&dir) {
+                left.push(format!("process {}: {cmdline}", entry.file_name().to_string_lossy()));
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // SIGTERM: containerd stops cleanly (its shims are stopped by the tests themselves).
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
