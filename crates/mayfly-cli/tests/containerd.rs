@@ -93,7 +93,17 @@ fn ctr_task_kill_stops_an_idle_guest_with_status_137() {
     let tasks = containerd.ctr_ok(&["tasks", "list"]);
     assert!(tasks.lines().any(|l| l.starts_with("idle") && l.contains("RUNNING")), "{tasks}");
     containerd.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", "idle"]);
-    let status = ctr.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = ctr.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = ctr.kill();
+            panic!("ctr run did not return within 20 s of SIGKILL:\n{}", containerd.log());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(status.code(), Some(137), "ctr run after SIGKILL");
     assert_eq!(containerd.leftovers(), Vec::<String>::new());
 }

@@ -74,12 +74,12 @@ fn the_layout_is_consistent_and_a_bundle_reads_the_settings_back() {
         "root": {"path": "rootfs"},
         "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["/mayfly/image", "x"],
                     "env": ["PATH=/bin", "GREETING=hi=there"]},
-        "linux": {"resources": {"memory": {"limit": 100_000_000}}}
+        "linux": {"resources": {"memory": {"limit": 104_857_601}}}
     });
     std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
     let launch = read_bundle(&bundle).unwrap();
     assert_eq!(std::fs::read(&launch.unikernel).unwrap(), b"\x7fELF-not-really");
-    assert_eq!(launch.memory_mib, 96, "100 MB limit rounds up to 96 MiB");
+    assert_eq!(launch.memory_mib, 102, "100 MiB + 1 byte rounds up to 102 MiB");
     assert_eq!(launch.guest_port, Some(8080));
     assert_eq!(launch.args, ["x"]);
     assert_eq!(launch.env[1], ("GREETING".to_owned(), "hi=there".to_owned()));

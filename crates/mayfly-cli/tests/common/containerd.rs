@@ -141,6 +141,27 @@ impl Containerd {
         }
         left
     }
+
+    /// After a failed test: kills the shims and monitors left under our directory and
+    /// unmounts what is still mounted there, so that one failure does not leak into the next.
+    fn clean_up_after_failure(&self) {
+        let dir = self.dir.to_string_lossy().into_owned();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let ours = cmdline.contains(" run ") || cmdline.contains("containerd-shim-mayfly-v2");
+            if ours && cmdline.contains(&dir) && pid != std::process::id() {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        for target in mounts.lines().filter_map(|m| m.split(' ').nth(1)) {
+            if target.contains(&dir) {
+                let _ = Command::new("umount").args(["-l", target]).status();
+            }
+        }
+    }
 }
 
 impl Drop for Containerd {
@@ -156,6 +177,9 @@ impl Drop for Containerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.clean_up_after_failure();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
