@@ -28,6 +28,21 @@ fn import(containerd: &Containerd, rel: &str, reference: &str, cmd: &[&str]) {
         .output()
         .unwrap();
     assert!(out.status.success(), "mayfly image failed: {}", String::from_utf8_lossy(&out.stderr));
+    // skopeo (containers/image, as registries' tooling) reads it as an OCI archive too.
+    private_containerd::require_program("skopeo");
+    let inspect = std::process::Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci-archive:{}", tar.display()))
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        inspect.status.success(),
+        "skopeo inspect: {}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    assert!(json.contains(r#""io.mayfly.memory-mib": "16""#), "{json}");
+    assert!(json.contains(r#""GREETING=hi""#), "{json}");
     let imported = containerd.ctr_ok(&["images", "import", tar.to_str().unwrap()]);
     assert!(imported.contains(reference), "ctr images import: {imported}");
 }

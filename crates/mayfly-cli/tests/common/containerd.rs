@@ -18,7 +18,7 @@ pub fn require_program(name: &str) {
     assert!(
         found,
         "`{name}` is not installed: the containerd tests run a real containerd 1.6 and ctr \
-         (Debian: apt-get install containerd runc); .ci/run installs them"
+         (Debian: apt-get install containerd runc skopeo); .ci/run installs them"
     );
 }
 
