@@ -47,6 +47,21 @@ fn import(containerd: &Containerd, rel: &str, reference: &str, cmd: &[&str]) {
     assert!(imported.contains(reference), "ctr images import: {imported}");
 }
 
+/// Waits (at most 20 s) for `ctr run` to return; its exit code.
+fn exit_code(containerd: &Containerd, ctr: &mut std::process::Child) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = ctr.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = ctr.kill();
+            panic!("ctr run did not return within 20 s:\n{}", containerd.log());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn ctr_run_prints_the_console_and_returns_the_guest_status() {
     let containerd = Containerd::start();
@@ -108,18 +123,7 @@ fn ctr_task_kill_stops_an_idle_guest_with_status_137() {
     let tasks = containerd.ctr_ok(&["tasks", "list"]);
     assert!(tasks.lines().any(|l| l.starts_with("idle") && l.contains("RUNNING")), "{tasks}");
     containerd.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", "idle"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = ctr.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = ctr.kill();
-            panic!("ctr run did not return within 20 s of SIGKILL:\n{}", containerd.log());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert_eq!(status.code(), Some(137), "ctr run after SIGKILL");
+    assert_eq!(exit_code(&containerd, &mut ctr), Some(137), "ctr run after SIGKILL");
     assert_eq!(containerd.leftovers(), Vec::<String>::new());
 }
 
@@ -143,4 +147,35 @@ fn a_bad_image_argument_is_a_one_line_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not a full image name"), "{stderr}");
     assert!(!std::path::Path::new("/tmp/never.tar").exists());
+}
+
+#[test]
+fn a_pod_sandbox_container_is_held_without_a_vm() {
+    let containerd = Containerd::start();
+    import(&containerd, "examples/hello", "mayfly.local/hello:pod", &[]);
+    // As CRI makes it: the sandbox annotation, and a command that is no unikernel (`/pause`).
+    let mut cmd = containerd.ctr_command(&["run", "--rm", "--runtime", RUNTIME]);
+    cmd.args(["--annotation", "io.kubernetes.cri.container-type=sandbox"]);
+    cmd.args(["mayfly.local/hello:pod", "pod", "/pause"]);
+    let mut ctr = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tasks = containerd.ctr_ok(&["tasks", "list"]);
+        if tasks.lines().any(|l| l.starts_with("pod ") && l.contains("RUNNING")) {
+            break;
+        }
+        if let Some(status) = ctr.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut ctr.stderr.take().unwrap(), &mut stderr).unwrap();
+            panic!("the sandbox container stopped ({status}): {stderr}");
+        }
+        assert!(Instant::now() < deadline, "the sandbox is not running after 20 s: {tasks}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = containerd.leftovers();
+    let monitors: Vec<&String> = left.iter().filter(|l| l.contains("mayfly run ")).collect();
+    assert!(monitors.is_empty(), "a monitor runs for the sandbox: {monitors:?}");
+    containerd.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", "pod"]);
+    assert_eq!(exit_code(&containerd, &mut ctr), Some(137), "ctr run after SIGKILL");
+    assert_eq!(containerd.leftovers(), Vec::<String>::new());
 }

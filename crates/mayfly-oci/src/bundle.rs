@@ -20,6 +20,18 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
 }
 
+/// The annotation CRI puts on a pod's sandbox ("pause") container: `sandbox` or `container`.
+pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+
+/// Whether the bundle is a pod's sandbox container, which needs no VM: it only holds the pod.
+pub fn is_pod_sandbox(bundle: &Path) -> Result<bool> {
+    let spec_path = bundle.join("config.json");
+    let spec = Spec::load(&spec_path)
+        .with_context(|| format!("cannot read the runtime spec {}", spec_path.display()))?;
+    let kind = spec.annotations().as_ref().and_then(|a| a.get(CRI_CONTAINER_TYPE).cloned());
+    Ok(kind.as_deref() == Some("sandbox"))
+}
+
 /// Reads `bundle/config.json` and the settings file in its (already mounted) root file system.
 pub fn read_bundle(bundle: &Path) -> Result<Launch> {
     let spec_path = bundle.join("config.json");

@@ -14,7 +14,7 @@
 mod bundle;
 mod layout;
 
-pub use bundle::{Launch, read_bundle};
+pub use bundle::{CRI_CONTAINER_TYPE, Launch, is_pod_sandbox, read_bundle};
 pub use layout::{ImageRequest, WrittenImage, default_reference, write_image};
 
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,9 @@
 //! `mayfly run --standby` beside this binary, so the VM is prepared before containerd calls
 //! `start`, which only sends `go`. The shim reaps the monitor (containerd-shim's reaper) and
 //! reports its status: the guest's, or 128+N when a signal N ended it (137 after SIGKILL).
-//! Room: pod networking (a tap in the pod's namespace) and the pause container without a VM.
+//! A pod's sandbox ("pause") container, marked by CRI's `io.kubernetes.cri.container-type`
+//! annotation, gets no VM: the shim holds it until it is killed.
+//! Room: pod networking (a tap in the pod's namespace), exec, stats.
 
 #![deny(unsafe_code)]
 

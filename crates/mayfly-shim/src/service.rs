@@ -19,7 +19,10 @@ const KILLED: u32 = 128 + 9;
 struct Container {
     bundle: PathBuf,
     stdio: Stdio3,
-    monitor: Monitor,
+    /// The monitor's pid; the shim's own for a pod sandbox, which has no process.
+    pid: u32,
+    /// `None` for a pod's sandbox ("pause") container: it holds the pod without a VM.
+    monitor: Option<Monitor>,
     status: Status,
     exit: Option<(u32, Timestamp)>,
 }
@@ -158,6 +161,29 @@ impl containerd_shim::Task for Shim {
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
         };
+        let sandbox = match mayfly_oci::is_pod_sandbox(&bundle) {
+            Ok(sandbox) => sandbox,
+            Err(error) => {
+                let _ = container::unmount_rootfs(&rootfs);
+                return Err(failed(Code::INVALID_ARGUMENT, format!("mayfly: {error:#}")));
+            }
+        };
+        if sandbox {
+            // The pod's network namespace is containerd's (pinned by CRI); nothing to run.
+            let pid = std::process::id();
+            self.lock().insert(
+                req.id.clone(),
+                Container {
+                    bundle,
+                    stdio,
+                    pid,
+                    monitor: None,
+                    status: Status::CREATED,
+                    exit: None,
+                },
+            );
+            return Ok(api::CreateTaskResponse { pid, ..Default::default() });
+        }
         let mut monitor = match container::prepare_monitor(&bundle, &stdio) {
             Ok(monitor) => monitor,
             Err(error) => {
@@ -169,7 +195,14 @@ impl containerd_shim::Task for Shim {
         let exits = monitor.exits.take();
         self.lock().insert(
             req.id.clone(),
-            Container { bundle, stdio, monitor, status: Status::CREATED, exit: None },
+            Container {
+                bundle,
+                stdio,
+                pid,
+                monitor: Some(monitor),
+                status: Status::CREATED,
+                exit: None,
+            },
         );
         if let Some(exits) = exits {
             self.watch(req.id.clone(), pid, exits);
@@ -186,12 +219,14 @@ impl containerd_shim::Task for Shim {
         let c = containers
             .get_mut(&req.id)
             .ok_or_else(|| failed(Code::NOT_FOUND, format!("no container {}", req.id)))?;
-        container::go(&mut c.monitor)
-            .map_err(|e| failed(Code::FAILED_PRECONDITION, format!("mayfly: {e:#}")))?;
+        if let Some(monitor) = &mut c.monitor {
+            container::go(monitor)
+                .map_err(|e| failed(Code::FAILED_PRECONDITION, format!("mayfly: {e:#}")))?;
+        }
         if c.status == Status::CREATED {
             c.status = Status::RUNNING;
         }
-        Ok(api::StartResponse { pid: c.monitor.pid, ..Default::default() })
+        Ok(api::StartResponse { pid: c.pid, ..Default::default() })
     }
 
     fn state(
@@ -207,7 +242,7 @@ impl containerd_shim::Task for Shim {
         Ok(api::StateResponse {
             id: req.id.clone(),
             bundle: c.bundle.to_string_lossy().into_owned(),
-            pid: c.monitor.pid,
+            pid: c.pid,
             status: c.status.into(),
             stdin: c.stdio.stdin.clone(),
             stdout: c.stdio.stdout.clone(),
@@ -219,13 +254,27 @@ impl containerd_shim::Task for Shim {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        let containers = self.lock();
+        let mut containers = self.lock();
         let c = containers
-            .get(&req.id)
+            .get_mut(&req.id)
             .ok_or_else(|| failed(Code::NOT_FOUND, format!("no container {}", req.id)))?;
-        if c.exit.is_none() {
-            let signal = i32::try_from(req.signal).unwrap_or(libc::SIGKILL);
-            container::kill(c.monitor.pid, signal);
+        if c.exit.is_some() {
+            return Ok(api::Empty::default());
+        }
+        let signal = i32::try_from(req.signal).unwrap_or(libc::SIGKILL);
+        if c.monitor.is_some() {
+            container::kill(c.pid, signal);
+            return Ok(api::Empty::default());
+        }
+        // A pod sandbox has no process: any signal but 0 ends it, as it ends `pause`.
+        if signal != 0 {
+            let (status, at) = (128 + req.signal, now());
+            c.status = Status::STOPPED;
+            c.exit = Some((status, at.clone()));
+            let pid = c.pid;
+            drop(containers);
+            self.shared.exited.notify_all();
+            self.publish_exit(&req.id, pid, status, at);
         }
         Ok(api::Empty::default())
     }
@@ -266,7 +315,7 @@ impl containerd_shim::Task for Shim {
                 format!("container {} is still running: kill it first", req.id),
             ));
         };
-        let pid = c.monitor.pid;
+        let pid = c.pid;
         let rootfs = c.bundle.join("rootfs");
         containers.remove(&req.id);
         drop(containers);
@@ -285,10 +334,8 @@ impl containerd_shim::Task for Shim {
         let c = containers
             .get(&req.id)
             .ok_or_else(|| failed(Code::NOT_FOUND, format!("no container {}", req.id)))?;
-        let info = containerd_shim::protos::types::task::ProcessInfo {
-            pid: c.monitor.pid,
-            ..Default::default()
-        };
+        let info =
+            containerd_shim::protos::types::task::ProcessInfo { pid: c.pid, ..Default::default() };
         Ok(api::PidsResponse { processes: vec![info], ..Default::default() })
     }
 
@@ -297,7 +344,7 @@ impl containerd_shim::Task for Shim {
         _ctx: &TtrpcContext,
         req: api::ConnectRequest,
     ) -> TtrpcResult<api::ConnectResponse> {
-        let task_pid = self.lock().get(&req.id).map_or(0, |c| c.monitor.pid);
+        let task_pid = self.lock().get(&req.id).map_or(0, |c| c.pid);
         Ok(api::ConnectResponse { shim_pid: std::process::id(), task_pid, ..Default::default() })
     }
 

@@ -131,13 +131,8 @@ impl Containerd {
         let dir = self.dir.to_string_lossy().into_owned();
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
         left.extend(mounts.lines().filter(|m| m.contains(&dir)).map(|m| format!("mount {m}")));
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            let ours = cmdline.contains(" run ") || cmdline.contains("containerd-shim-mayfly-v2");
-            if ours && cmdline.contains(&dir) {
-                left.push(format!("process {}: {cmdline}", entry.file_name().to_string_lossy()));
-            }
+        for (pid, cmdline) in our_processes(&dir) {
+            left.push(format!("process {pid}: {cmdline}"));
         }
         left
     }
@@ -146,14 +141,8 @@ impl Containerd {
     /// unmounts what is still mounted there, so that one failure does not leak into the next.
     fn clean_up_after_failure(&self) {
         let dir = self.dir.to_string_lossy().into_owned();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            let ours = cmdline.contains(" run ") || cmdline.contains("containerd-shim-mayfly-v2");
-            if ours && cmdline.contains(&dir) && pid != std::process::id() {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            }
+        for (pid, _) in our_processes(&dir) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
         for target in mounts.lines().filter_map(|m| m.split(' ').nth(1)) {
@@ -162,6 +151,24 @@ impl Containerd {
             }
         }
     }
+}
+
+/// Monitors (`mayfly run ...`) and shims (`containerd-shim-mayfly-v2 ...`) whose command line
+/// names `dir`: pid and command line.
+fn our_processes(dir: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+        let argv: Vec<&str> = cmdline.split('\0').collect();
+        let program = argv.first().map_or("", |p| p.rsplit('/').next().unwrap_or(p));
+        let monitor = program == "mayfly" && argv.get(1) == Some(&"run");
+        if (monitor || program == "containerd-shim-mayfly-v2") && cmdline.contains(dir) {
+            found.push((pid, argv.join(" ")));
+        }
+    }
+    found
 }
 
 impl Drop for Containerd {
