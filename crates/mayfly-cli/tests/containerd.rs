@@ -179,3 +179,17 @@ fn a_pod_sandbox_container_is_held_without_a_vm() {
     assert_eq!(exit_code(&containerd, &mut ctr), Some(137), "ctr run after SIGKILL");
     assert_eq!(containerd.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn a_crashing_guest_reports_its_diagnosis_on_stderr_and_status_101() {
+    let containerd = Containerd::start();
+    import(&containerd, "tests/guests/probe", "mayfly.local/probe:crash", &["panic"]);
+    let mut cmd = containerd.ctr_command(&["run", "--rm", "--runtime", RUNTIME]);
+    let out = cmd.args(["mayfly.local/probe:crash", "crash"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(101), "{stderr}");
+    assert!(stderr.contains("mayfly: guest panicked: probe panicked on purpose: 42"), "{stderr}");
+    // The standby protocol's own lines stay between the shim and its monitor.
+    assert!(!stderr.contains("mayfly: standby"), "{stderr}");
+    assert_eq!(containerd.leftovers(), Vec::<String>::new());
+}
