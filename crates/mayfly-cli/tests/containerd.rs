@@ -193,3 +193,24 @@ fn a_crashing_guest_reports_its_diagnosis_on_stderr_and_status_101() {
     assert!(!stderr.contains("mayfly: standby"), "{stderr}");
     assert_eq!(containerd.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn the_container_memory_limit_sizes_the_guest() {
+    let containerd = Containerd::start();
+    // The image asks for 16 MiB (see `import`): too small to allocate 32 MiB.
+    import(&containerd, "tests/guests/probe", "mayfly.local/probe:mem", &["alloc", "32"]);
+    let run = |id: &str, limit: Option<&str>| {
+        let mut cmd = containerd.ctr_command(&["run", "--rm", "--runtime", RUNTIME]);
+        if let Some(bytes) = limit {
+            cmd.args(["--memory-limit", bytes]);
+        }
+        cmd.args(["mayfly.local/probe:mem", id]).output().unwrap()
+    };
+    let small = run("mem-image", None);
+    assert_ne!(small.status.code(), Some(0), "32 MiB allocated in a 16 MiB guest?");
+    let big = run("mem-limit", Some("67108864"));
+    let stdout = String::from_utf8_lossy(&big.stdout);
+    assert!(stdout.contains("alloc: 32 MiB allocated"), "{stdout}\n{big:?}");
+    assert_eq!(big.status.code(), Some(0));
+    assert_eq!(containerd.leftovers(), Vec::<String>::new());
+}
