@@ -111,6 +111,8 @@ impl containerd_shim::Shim for Shim {
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         let grouping = opts.id.clone();
         let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        // Read back by the server when it stops, to remove its socket (in the bundle directory).
+        containerd_shim::util::write_address(&address)?;
         Ok(address)
     }
 

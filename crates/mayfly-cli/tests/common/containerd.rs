@@ -120,10 +120,32 @@ impl Containerd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// What is left behind: containers, tasks, mounts under our directory, monitor processes
-    /// whose command line names our directory. Empty when all is clean.
-    pub fn leftovers(&self) -> Vec<String> {
+    /// The socket of the shim of container `id` (namespace `default`), where containerd-shim
+    /// puts it: /run/containerd/s/<sha256 of "<containerd address>/default/<id>">.
+    pub fn shim_socket(&self, id: &str) -> PathBuf {
+        let key = format!("{}/default/{id}", self.dir.join("containerd.sock").display());
+        let mut child = Command::new("sha256sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run sha256sum");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), key.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let hex = String::from_utf8_lossy(&out.stdout);
+        Path::new("/run/containerd/s").join(hex.split_whitespace().next().unwrap_or_default())
+    }
+
+    /// What is left behind: containers, tasks, mounts under our directory, monitor and shim
+    /// processes whose command line names our directory, the shim sockets of containers `ids`.
+    /// Empty when all is clean.
+    pub fn leftovers(&self, ids: &[&str]) -> Vec<String> {
         let mut left = Vec::new();
+        for id in ids {
+            let socket = self.shim_socket(id);
+            if socket.exists() {
+                left.push(format!("shim socket {} of {id}", socket.display()));
+            }
+        }
         let containers = self.ctr_ok(&["containers", "list", "--quiet"]);
         left.extend(containers.lines().map(|c| format!("container {c}")));
         let tasks = self.ctr_ok(&["tasks", "list", "--quiet"]);
