@@ -19,6 +19,7 @@ struct Cli {
 enum Command {
     Build(commands::build::Args),
     Run(commands::run::Args),
+    Image(commands::image::Args),
     Bench(commands::serve::BenchArgs),
     Serve(commands::serve::Args),
     Ps(commands::admin_client::PsArgs),
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => commands::build::execute(args),
         Command::Run(args) => commands::run::execute(args),
+        Command::Image(args) => commands::image::execute(args),
         Command::Bench(args) => commands::serve::bench(args),
         Command::Serve(args) => commands::serve::execute(args),
         Command::Ps(args) => commands::admin_client::ps(args),

@@ -2,6 +2,7 @@
 
 pub mod admin_client;
 pub mod build;
+pub mod image;
 pub mod run;
 pub mod serve;
 

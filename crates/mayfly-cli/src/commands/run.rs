@@ -164,7 +164,7 @@ fn net_config(args: &Args) -> Result<Option<NetConfig>> {
     }
 }
 
-fn parse_env(entry: &str) -> Result<(String, String), String> {
+pub(super) fn parse_env(entry: &str) -> Result<(String, String), String> {
     match entry.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
         _ => Err(format!("{entry:?} is not KEY=VALUE")),
@@ -184,18 +184,7 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         .mem
         .checked_mul(1 << 20)
         .with_context(|| format!("--mem {} MiB is too large", args.mem))?;
-    let image = if args.image.join("Cargo.toml").is_file() {
-        let built = mayfly_cli::builder::build(&mayfly_cli::builder::BuildRequest {
-            crate_dir: args.image.clone(),
-            output: None,
-            target_dir: None,
-            keep_symbols: false,
-        })?;
-        eprintln!("mayfly: built {} ({} bytes)", built.path.display(), built.size);
-        built.path
-    } else {
-        args.image.clone()
-    };
+    let image = resolve_image(&args.image)?;
     let net = net_config(&args)?;
     let bytes = read_image(&image)?;
     let name = args.image.file_stem().map_or("guest".into(), |s| s.to_string_lossy().into_owned());
@@ -289,6 +278,21 @@ pub fn execute(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::from(report.outcome.exit_status()))
 }
 
+/// The image to use: `path` itself, or the image built from it when it is a guest crate's directory.
+pub(super) fn resolve_image(path: &std::path::Path) -> Result<PathBuf> {
+    if !path.join("Cargo.toml").is_file() {
+        return Ok(path.to_owned());
+    }
+    let built = mayfly_cli::builder::build(&mayfly_cli::builder::BuildRequest {
+        crate_dir: path.to_owned(),
+        output: None,
+        target_dir: None,
+        keep_symbols: false,
+    })?;
+    eprintln!("mayfly: built {} ({} bytes)", built.path.display(), built.size);
+    Ok(built.path)
+}
+
 /// This process's peak resident set size (`VmHWM`: of this program's memory only, unlike
 /// `ru_maxrss`, which also counts the parent's pages shared before `exec`), from its
 /// `/proc/self/status`, opened before the sandbox and read with plain reads only.
@@ -307,7 +311,7 @@ fn peak_rss_kib(mut file: std::fs::File) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn read_image(path: &std::path::Path) -> Result<Vec<u8>> {
+pub(super) fn read_image(path: &std::path::Path) -> Result<Vec<u8>> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
