@@ -36,6 +36,14 @@ pub mod task;
 pub mod time;
 
 pub use mayfly_abi as abi;
+
+/// The platform layer, for mayfly-libc (the C library under std programs, built with the
+/// `libc-host` feature, which leaves `_start` and `main!` to it); not for applications.
+#[cfg(feature = "libc-host")]
+#[doc(hidden)]
+pub mod libc_host {
+    pub use crate::platform::{args_block, boot_info, console_write, exit, init, wait};
+}
 pub use process::exit;
 pub use task::{block_on, spawn};
 pub use time::wait;

@@ -43,6 +43,7 @@ static BOOT: spinning_top::Spinlock<Option<BootInfo>> = spinning_top::Spinlock::
 /// Address of the console page (kept apart from `BOOT` so a panic can always print).
 static CONSOLE: AtomicUsize = AtomicUsize::new(0);
 
+#[cfg(not(feature = "libc-host"))]
 unsafe extern "Rust" {
     /// The application's main, defined by [`crate::main!`].
     safe fn __mayfly_main() -> i32;
@@ -50,9 +51,22 @@ unsafe extern "Rust" {
 
 /// The entry point. The monitor jumps here in ring 3 with `rdi` = the boot info and `rsp` just
 /// below the top of the stack (aligned as after a `call`).
+#[cfg(not(feature = "libc-host"))]
 #[unsafe(no_mangle)]
 #[unsafe(link_section = ".text.mayfly_start")]
 extern "C" fn _start(boot: *const BootInfo) -> ! {
+    // SAFETY: the monitor passes the address of an initialised, readable BootInfo.
+    unsafe { init(boot) };
+    let status = __mayfly_main();
+    crate::process::exit(status)
+}
+
+/// Sets up the library OS from the boot info: clocks, heap, console, NIC rings, logger. Called
+/// once, first thing, by `_start` (Mayfly's own, or mayfly-libc's for std programs).
+///
+/// # Safety
+/// `boot` is the address of the initialised boot info the monitor passed to the entry point.
+pub unsafe fn init(boot: *const BootInfo) {
     // SAFETY: the monitor passes the address of an initialised, readable BootInfo (ABI contract,
     // `mayfly_abi::boot`); it is read once, by value.
     let info = unsafe { core::ptr::read_volatile(boot) };
@@ -72,8 +86,6 @@ extern "C" fn _start(boot: *const BootInfo) -> ! {
         }
     }
     crate::console::init_logger();
-    let status = __mayfly_main();
-    crate::process::exit(status)
 }
 
 /// A copy of the boot info.
@@ -179,6 +191,8 @@ pub fn console_write(mut bytes: &[u8]) {
 const _: () = assert!(size_of::<ManifestNote>() == 12 + 8 + 8);
 
 /// Unwinding is never used (`panic = "abort"`), but the precompiled `alloc` refers to this.
+/// (A std program has std's own.)
+#[cfg(not(feature = "libc-host"))]
 #[unsafe(no_mangle)]
 extern "C" fn rust_eh_personality() {}
 

@@ -1,0 +1,240 @@
+//! File descriptors: 0, 1 and 2 are the console (stdin reads end of file at once; stdout and
+//! stderr go to the console). There is no file system yet: opening or inspecting a path fails
+//! with ENOENT, and any other descriptor is EBADF.
+
+use crate::errno;
+use core::ffi::{c_char, c_int, c_void};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// The last bytes written to stderr, kept so that `abort` can report std's panic message.
+static STDERR_TAIL: mayfly_tail::Tail = mayfly_tail::Tail::new();
+
+fn is_console(fd: c_int) -> bool {
+    (0..=2).contains(&fd)
+}
+
+/// # Safety
+/// `buf` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: usize) -> isize {
+    if fd != 1 && fd != 2 {
+        return errno::fail(errno::EBADF) as isize;
+    }
+    // SAFETY: C contract: `buf` is readable for `len` bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len) };
+    mayfly::libc_host::console_write(bytes);
+    if fd == 2 {
+        STDERR_TAIL.push(bytes);
+    }
+    len as isize
+}
+
+/// The last line or so that went to stderr (std's panic message, before it aborts).
+pub(crate) fn stderr_tail(out: &mut [u8; mayfly_tail::LEN]) -> &[u8] {
+    STDERR_TAIL.copy(out)
+}
+
+/// Standard input has no data: it reads as end of file.
+#[unsafe(no_mangle)]
+pub extern "C" fn read(fd: c_int, _buf: *mut c_void, _len: usize) -> isize {
+    if fd == 0 { 0 } else { errno::fail(errno::EBADF) as isize }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn close(fd: c_int) -> c_int {
+    if is_console(fd) { 0 } else { errno::fail(errno::EBADF) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn dup(fd: c_int) -> c_int {
+    if is_console(fd) { unavailable!("dup", ENOSYS, -1) } else { errno::fail(errno::EBADF) }
+}
+
+const F_GETFD: c_int = 1;
+const F_GETFL: c_int = 3;
+const O_RDWR: c_int = 2;
+
+/// `fcntl(fd, cmd, arg)`: the console's flags only.
+#[unsafe(no_mangle)]
+pub extern "C" fn fcntl(fd: c_int, cmd: c_int, _arg: usize) -> c_int {
+    if !is_console(fd) {
+        return errno::fail(errno::EBADF);
+    }
+    match cmd {
+        F_GETFD => 0,
+        F_GETFL => O_RDWR,
+        _ => errno::fail(errno::EINVAL),
+    }
+}
+
+#[repr(C)]
+pub struct PollFd {
+    fd: c_int,
+    events: i16,
+    revents: i16,
+}
+
+const POLLIN: i16 = 1;
+const POLLOUT: i16 = 4;
+const POLLNVAL: i16 = 0x20;
+
+/// Readiness of the console (stdin: end of file; stdout/stderr: always writable); with nothing
+/// ready, sleeps for the timeout (std polls fds 0-2 at start to check that they are open).
+///
+/// # Safety
+/// `fds` is valid for `n` entries.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn poll(fds: *mut PollFd, n: u64, timeout_ms: c_int) -> c_int {
+    let mut ready = 0;
+    for i in 0..n as usize {
+        // SAFETY: C contract: `fds` has `n` entries.
+        let entry = unsafe { &mut *fds.add(i) };
+        entry.revents = match entry.fd {
+            fd if fd < 0 => 0,
+            0 => entry.events & POLLIN,
+            1 | 2 => entry.events & POLLOUT,
+            _ => POLLNVAL,
+        };
+        if entry.revents != 0 {
+            ready += 1;
+        }
+    }
+    if ready == 0 && timeout_ms > 0 {
+        mayfly::time::sleep(core::time::Duration::from_millis(timeout_ms as u64));
+    } else if ready == 0 && timeout_ms < 0 {
+        return unavailable!("poll without a ready descriptor or timeout", EDEADLK, -1);
+    }
+    ready
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn lseek64(fd: c_int, _offset: i64, _whence: c_int) -> i64 {
+    let err = if is_console(fd) { errno::ESPIPE } else { errno::EBADF };
+    i64::from(errno::fail(err))
+}
+
+const S_IFCHR: u32 = 0o020000;
+
+/// `struct stat` of x86-64 Linux (144 bytes): only the fields this library fills are named.
+#[repr(C)]
+pub struct Stat {
+    dev: u64,
+    ino: u64,
+    nlink: u64,
+    mode: u32,
+    rest: [u8; 116],
+}
+
+const _: () = assert!(size_of::<Stat>() == 144);
+
+/// # Safety
+/// `out` is valid for writing a `struct stat`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fstat64(fd: c_int, out: *mut Stat) -> c_int {
+    if !is_console(fd) {
+        return errno::fail(errno::EBADF);
+    }
+    // SAFETY: C contract: `out` is writable.
+    unsafe {
+        out.write(Stat { dev: 0, ino: fd as u64, nlink: 1, mode: S_IFCHR | 0o620, rest: [0; 116] })
+    };
+    0
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn stat64(_path: *const c_char, _out: *mut Stat) -> c_int {
+    errno::fail(errno::ENOENT)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn statx(
+    _dirfd: c_int,
+    _path: *const c_char,
+    _flags: c_int,
+    _mask: u32,
+    _out: *mut c_void,
+) -> c_int {
+    // std falls back to stat64 on ENOSYS, as on old kernels.
+    errno::fail(errno::ENOSYS)
+}
+
+/// `open64(path, flags, mode)`: no file system yet.
+#[unsafe(no_mangle)]
+pub extern "C" fn open64(_path: *const c_char, _flags: c_int, _mode: u32) -> c_int {
+    errno::fail(errno::ENOENT)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn readlink(_path: *const c_char, _buf: *mut c_char, _len: usize) -> isize {
+    errno::fail(errno::ENOENT) as isize
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn realpath(_path: *const c_char, _out: *mut c_char) -> *mut c_char {
+    errno::set(errno::ENOENT);
+    core::ptr::null_mut()
+}
+
+/// The working directory is the root.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getcwd(buf: *mut c_char, len: usize) -> *mut c_char {
+    if buf.is_null() || len < 2 {
+        errno::set(if buf.is_null() { errno::EINVAL } else { errno::ERANGE });
+        return core::ptr::null_mut();
+    }
+    // SAFETY: C contract: `buf` has at least 2 bytes.
+    unsafe {
+        *buf = b'/' as c_char;
+        *buf.add(1) = 0;
+    }
+    buf
+}
+
+/// A small ring of the last bytes written (for the abort report).
+mod mayfly_tail {
+    use super::{AtomicUsize, Ordering};
+    use core::cell::UnsafeCell;
+
+    pub const LEN: usize = 256;
+
+    pub struct Tail {
+        bytes: UnsafeCell<[u8; LEN]>,
+        written: AtomicUsize,
+    }
+
+    // SAFETY: the guest runs one thread of execution at a time (no preemption), so the ring is
+    // never written and read concurrently.
+    unsafe impl Sync for Tail {}
+
+    impl Tail {
+        pub const fn new() -> Tail {
+            Tail { bytes: UnsafeCell::new([0; LEN]), written: AtomicUsize::new(0) }
+        }
+
+        pub fn push(&self, data: &[u8]) {
+            let mut at = self.written.load(Ordering::Relaxed);
+            // SAFETY: see `Sync` above: no concurrent access.
+            let bytes = unsafe { &mut *self.bytes.get() };
+            for &b in data {
+                bytes[at % LEN] = b;
+                at += 1;
+            }
+            self.written.store(at, Ordering::Relaxed);
+        }
+
+        /// The bytes in order, oldest first.
+        pub fn copy<'a>(&self, out: &'a mut [u8; LEN]) -> &'a [u8] {
+            let written = self.written.load(Ordering::Relaxed);
+            // SAFETY: see `Sync` above.
+            let bytes = unsafe { &*self.bytes.get() };
+            let n = written.min(LEN);
+            for (i, slot) in out.iter_mut().take(n).enumerate() {
+                *slot = bytes[(written - n + i) % LEN];
+            }
+            &out[..n]
+        }
+    }
+}

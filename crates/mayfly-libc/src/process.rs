@@ -1,0 +1,216 @@
+//! The process: exit and abort, signals (accepted, never delivered: the guest has no signal
+//! sources but its own faults, which stop it), system configuration, and the calls a unikernel
+//! cannot honour (no other processes, no users).
+
+use crate::errno;
+use core::ffi::{c_char, c_int, c_long, c_ulong, c_void};
+use mayfly::abi::ExitReason;
+
+/// Ends the program with `status` (std has already flushed its buffers).
+pub(crate) fn exit(status: c_int) -> ! {
+    mayfly::exit(status)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn _exit(status: c_int) -> ! {
+    exit(status)
+}
+
+/// `exit` under its C name (a Rust function named `exit` would clash inside this crate).
+#[unsafe(export_name = "exit")]
+pub extern "C" fn exit_export(status: c_int) -> ! {
+    exit(status)
+}
+
+/// Stops the guest as a crash (`mayfly run` exits with 101, like a Rust panic), reporting the
+/// panic message std printed just before, if any.
+#[unsafe(no_mangle)]
+pub extern "C" fn abort() -> ! {
+    let mut tail = [0u8; 256];
+    let tail = crate::io::stderr_tail(&mut tail);
+    let mut message = [0u8; 256];
+    let n = panic_summary(tail, &mut message);
+    let text: &[u8] = if n == 0 { b"abort() called" } else { &message[..n] };
+    mayfly::libc_host::exit(134, ExitReason::Panic, text)
+}
+
+/// std's panic report from the end of stderr (`thread 'main' panicked at file:line:col:` and
+/// the message), on one line, without the backtrace note; its length in `out`.
+fn panic_summary(tail: &[u8], out: &mut [u8; 256]) -> usize {
+    let needle = b"panicked at ";
+    let Some(at) = tail.windows(needle.len()).rposition(|w| w == needle) else { return 0 };
+    let start = tail[..at].iter().rposition(|&b| b == b'\n').map_or(0, |nl| nl + 1);
+    let report = &tail[start..];
+    let end = report.windows(6).position(|w| w == b"\nnote:").unwrap_or(report.len());
+    let mut n = 0;
+    for &b in report[..end].iter() {
+        if n < out.len() {
+            out[n] = if b == b'\n' { b' ' } else { b };
+            n += 1;
+        }
+    }
+    while n > 0 && out[n - 1] == b' ' {
+        n -= 1;
+    }
+    n
+}
+
+/// Waits for a signal, which never comes: the guest sleeps until its time limit.
+#[unsafe(no_mangle)]
+pub extern "C" fn pause() -> c_int {
+    loop {
+        mayfly::libc_host::wait(mayfly::abi::hypercall::WAIT_FOREVER, true);
+    }
+}
+
+/// `signal(sig, handler)`: accepted; the previous disposition is the default.
+#[unsafe(no_mangle)]
+pub extern "C" fn signal(_sig: c_int, _handler: usize) -> usize {
+    0
+}
+
+/// # Safety
+/// `old` is null or writable for a `struct sigaction` (152 bytes).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigaction(_sig: c_int, _new: *const c_void, old: *mut c_void) -> c_int {
+    if !old.is_null() {
+        // SAFETY: C contract; all zeroes is SIG_DFL with no flags.
+        unsafe { core::ptr::write_bytes(old.cast::<u8>(), 0, 152) };
+    }
+    0
+}
+
+#[repr(C)]
+pub struct StackT {
+    sp: *mut c_void,
+    flags: c_int,
+    size: usize,
+}
+
+const SS_DISABLE: c_int = 2;
+
+/// # Safety
+/// `old` is null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigaltstack(_new: *const StackT, old: *mut StackT) -> c_int {
+    if !old.is_null() {
+        // SAFETY: C contract.
+        unsafe { old.write(StackT { sp: core::ptr::null_mut(), flags: SS_DISABLE, size: 0 }) };
+    }
+    0
+}
+
+const _SC_PAGESIZE: c_int = 30;
+const _SC_NPROCESSORS_CONF: c_int = 83;
+const _SC_NPROCESSORS_ONLN: c_int = 84;
+
+#[unsafe(no_mangle)]
+pub extern "C" fn sysconf(name: c_int) -> c_long {
+    match name {
+        _SC_PAGESIZE => 4096,
+        _SC_NPROCESSORS_CONF | _SC_NPROCESSORS_ONLN => 1,
+        _ => c_long::from(errno::fail(errno::EINVAL)),
+    }
+}
+
+const AT_PAGESZ: c_ulong = 6;
+
+#[unsafe(no_mangle)]
+pub extern "C" fn getauxval(kind: c_ulong) -> c_ulong {
+    if kind == AT_PAGESZ {
+        return 4096;
+    }
+    errno::set(errno::ENOENT);
+    0
+}
+
+/// No program headers are reachable at run time (std uses this only for backtraces).
+#[unsafe(no_mangle)]
+pub extern "C" fn dl_iterate_phdr(_callback: usize, _data: *mut c_void) -> c_int {
+    0
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn getpid() -> c_int {
+    1
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn getppid() -> c_int {
+    0
+}
+
+// What a unikernel cannot do: there are no other processes and no users.
+
+#[unsafe(no_mangle)]
+pub extern "C" fn fork() -> c_int {
+    unavailable!("fork", ENOSYS, -1)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn execve(_path: *const c_char, _argv: usize, _envp: usize) -> c_int {
+    unavailable!("execve", ENOSYS, -1)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn execvp(_file: *const c_char, _argv: usize) -> c_int {
+    unavailable!("execvp", ENOSYS, -1)
+}
+
+/// Returns its error number, as `posix_spawn` does.
+#[unsafe(no_mangle)]
+pub extern "C" fn posix_spawn(
+    _pid: *mut c_int,
+    _path: *const c_char,
+    _a: usize,
+    _b: usize,
+    _c: usize,
+    _d: usize,
+) -> c_int {
+    unavailable!("posix_spawn", ENOSYS, errno::ENOSYS)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn posix_spawnp(
+    _pid: *mut c_int,
+    _file: *const c_char,
+    _a: usize,
+    _b: usize,
+    _c: usize,
+    _d: usize,
+) -> c_int {
+    unavailable!("posix_spawnp", ENOSYS, errno::ENOSYS)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn waitpid(_pid: c_int, _status: *mut c_int, _options: c_int) -> c_int {
+    unavailable!("waitpid", ECHILD, -1)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn kill(pid: c_int, _sig: c_int) -> c_int {
+    if pid == 1 {
+        return unavailable!("kill of itself", ENOSYS, -1);
+    }
+    unavailable!("kill", ESRCH, -1)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn setuid(_uid: u32) -> c_int {
+    unavailable!("setuid", EPERM, -1)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn setgid(_gid: u32) -> c_int {
+    unavailable!("setgid", EPERM, -1)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn getuid() -> u32 {
+    0
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn geteuid() -> u32 {
+    0
+}

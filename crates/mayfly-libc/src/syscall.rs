@@ -1,0 +1,131 @@
+//! `syscall(number, ...)` (std makes a few calls this way: futex, getrandom, statx...) and
+//! `getrandom`.
+
+use crate::errno;
+use core::ffi::{c_long, c_uint, c_void};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+const SYS_GETTID: c_long = 186;
+const SYS_FUTEX: c_long = 202;
+const SYS_GETRANDOM: c_long = 318;
+
+const FUTEX_WAIT: c_long = 0;
+const FUTEX_WAKE: c_long = 1;
+const FUTEX_WAIT_BITSET: c_long = 9;
+const FUTEX_WAKE_BITSET: c_long = 10;
+const FUTEX_CMD_MASK: c_long = 0x7f;
+
+/// Fills `buf` from the library OS's generator (seeded by host entropy at boot); never blocks.
+///
+/// # Safety
+/// `buf` is writable for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getrandom(buf: *mut c_void, len: usize, _flags: c_uint) -> isize {
+    // SAFETY: C contract.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
+    mayfly::random::fill(bytes);
+    len as isize
+}
+
+/// The system-call numbers already reported as unavailable (one bit each, numbers below 512).
+static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+/// `syscall(number, a1, ..., a5)`. C declares it variadic; on x86-64 integer arguments are
+/// passed in the same registers either way, so a fixed signature reads them correctly.
+///
+/// # Safety
+/// The arguments follow the contract of system call `number`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn syscall(
+    number: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    _a5: c_long,
+) -> c_long {
+    match number {
+        // SAFETY: getrandom(buf, len, flags): the caller's contract.
+        SYS_GETRANDOM => unsafe {
+            getrandom(a1 as *mut c_void, a2 as usize, a3 as c_uint) as c_long
+        },
+        SYS_GETTID => c_long::from(crate::thread::gettid()),
+        // SAFETY: futex(addr, op, val, timeout): the caller's contract.
+        SYS_FUTEX => unsafe {
+            futex(a1 as *const u32, a2, a3 as u32, a4 as *const crate::time::Timespec)
+        },
+        _ => {
+            report_unknown(number);
+            c_long::from(errno::fail(errno::ENOSYS))
+        }
+    }
+}
+
+/// Futex operations with one thread: a wait whose value no longer matches returns EAGAIN; a
+/// wait with a timeout sleeps it out (nobody else could wake it); a wait with neither would
+/// never end, which is reported as a deadlock; a wake wakes nobody.
+///
+/// # Safety
+/// `addr` is readable; `timeout` is null or readable.
+unsafe fn futex(
+    addr: *const u32,
+    op: c_long,
+    val: u32,
+    timeout: *const crate::time::Timespec,
+) -> c_long {
+    match op & FUTEX_CMD_MASK {
+        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+            // SAFETY: the caller's contract (std passes its own atomics).
+            if unsafe { core::ptr::read_volatile(addr) } != val {
+                return c_long::from(errno::fail(errno::EAGAIN));
+            }
+            if timeout.is_null() {
+                mayfly::libc_host::exit(
+                    134,
+                    mayfly::abi::ExitReason::Panic,
+                    b"deadlock: the only thread waits on a futex forever",
+                );
+            }
+            let abs = if op & FUTEX_CMD_MASK == FUTEX_WAIT_BITSET { 1 } else { 0 };
+            // SAFETY: `timeout` is readable (checked non-null); FUTEX_WAIT_BITSET takes an
+            // absolute monotonic time, FUTEX_WAIT a relative one.
+            unsafe { crate::time::clock_nanosleep(1, abs, timeout, core::ptr::null_mut()) };
+            c_long::from(errno::fail(errno::ETIMEDOUT))
+        }
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => 0,
+        _ => {
+            static UNKNOWN_OP: core::sync::atomic::AtomicBool =
+                core::sync::atomic::AtomicBool::new(false);
+            crate::report::once(&UNKNOWN_OP, b"this futex operation", b"ENOSYS");
+            c_long::from(errno::fail(errno::ENOSYS))
+        }
+    }
+}
+
+/// Prints `mayfly: syscall <n> is not available in a unikernel (ENOSYS)` once per number.
+fn report_unknown(number: c_long) {
+    let first = usize::try_from(number).ok().filter(|n| *n < 512).is_none_or(|n| {
+        let bit = 1u64 << (n % 64);
+        REPORTED[n / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
+    });
+    if first {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = number.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let console = mayfly::libc_host::console_write;
+        console(b"mayfly: syscall ");
+        if number < 0 {
+            console(b"-");
+        }
+        console(&digits[at..]);
+        console(b" is not available in a unikernel (ENOSYS)\n");
+    }
+}
