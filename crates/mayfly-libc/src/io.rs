@@ -238,3 +238,56 @@ mod mayfly_tail {
         }
     }
 }
+
+#[repr(C)]
+pub struct IoVec {
+    base: *const c_void,
+    len: usize,
+}
+
+/// # Safety
+/// `iov` is valid for `count` entries, each readable for its length.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const IoVec, count: c_int) -> isize {
+    let mut total = 0isize;
+    for i in 0..count.max(0) as usize {
+        // SAFETY: C contract: `iov` has `count` entries.
+        let entry = unsafe { &*iov.add(i) };
+        // SAFETY: C contract: each entry is readable for its length.
+        let n = unsafe { write(fd, entry.base, entry.len) };
+        if n < 0 {
+            return n;
+        }
+        total += n;
+    }
+    total
+}
+
+/// Directories: there is no file system yet.
+#[unsafe(no_mangle)]
+pub extern "C" fn opendir(_path: *const c_char) -> *mut c_void {
+    errno::set(errno::ENOENT);
+    core::ptr::null_mut()
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn fdopendir(_fd: c_int) -> *mut c_void {
+    errno::set(errno::EBADF);
+    core::ptr::null_mut()
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn readdir64(_dir: *mut c_void) -> *mut c_void {
+    errno::set(errno::EBADF);
+    core::ptr::null_mut()
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn closedir(_dir: *mut c_void) -> c_int {
+    errno::fail(errno::EBADF)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn dirfd(_dir: *mut c_void) -> c_int {
+    errno::fail(errno::EBADF)
+}

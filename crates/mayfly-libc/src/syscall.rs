@@ -3,7 +3,7 @@
 
 use crate::errno;
 use core::ffi::{c_long, c_uint, c_void};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 const SYS_GETTID: c_long = 186;
 const SYS_FUTEX: c_long = 202;
@@ -27,8 +27,10 @@ pub unsafe extern "C" fn getrandom(buf: *mut c_void, len: usize, _flags: c_uint)
     len as isize
 }
 
-/// The system-call numbers already reported as unavailable (one bit each, numbers below 512).
+/// The system-call numbers already reported as unavailable: one bit each below 512 (all of
+/// Linux's), and up to 16 other numbers.
 static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+static REPORTED_OTHERS: [AtomicI64; 16] = [const { AtomicI64::new(i64::MIN) }; 16];
 
 /// `syscall(number, a1, ..., a5)`. C declares it variadic; on x86-64 integer arguments are
 /// passed in the same registers either way, so a fixed signature reads them correctly.
@@ -104,10 +106,24 @@ unsafe fn futex(
 
 /// Prints `mayfly: syscall <n> is not available in a unikernel (ENOSYS)` once per number.
 fn report_unknown(number: c_long) {
-    let first = usize::try_from(number).ok().filter(|n| *n < 512).is_none_or(|n| {
-        let bit = 1u64 << (n % 64);
-        REPORTED[n / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
-    });
+    let first = match usize::try_from(number).ok().filter(|n| *n < 512) {
+        Some(n) => {
+            let bit = 1u64 << (n % 64);
+            REPORTED[n / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
+        }
+        None => {
+            let seen = REPORTED_OTHERS.iter().any(|slot| slot.load(Ordering::Relaxed) == number);
+            if !seen {
+                // Remember it if there is room (if not, it is reported again next time).
+                let free = i64::MIN;
+                REPORTED_OTHERS.iter().any(|slot| {
+                    slot.compare_exchange(free, number, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                });
+            }
+            !seen
+        }
+    };
     if first {
         let mut digits = [0u8; 20];
         let mut at = digits.len();

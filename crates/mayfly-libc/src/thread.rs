@@ -126,3 +126,75 @@ pub unsafe extern "C" fn pthread_attr_getstack(
 pub extern "C" fn pthread_attr_destroy(_attr: *mut Attr) -> c_int {
     0
 }
+
+/// Most thread-specific keys (glibc's PTHREAD_KEYS_MAX is 1024; std needs a handful).
+const KEYS_MAX: usize = 128;
+
+/// Thread-specific data of the one thread: per key, whether it is allocated, its destructor
+/// and its value. Keys are numbered from 1 (std treats key 0 as "not yet created").
+struct Keys {
+    used: [bool; KEYS_MAX],
+    values: [*mut c_void; KEYS_MAX],
+}
+
+struct KeyTable(core::cell::UnsafeCell<Keys>);
+
+// SAFETY: one thread of execution and no preemption: the table is never accessed concurrently.
+unsafe impl Sync for KeyTable {}
+
+static KEYS: KeyTable = KeyTable(core::cell::UnsafeCell::new(Keys {
+    used: [false; KEYS_MAX],
+    values: [core::ptr::null_mut(); KEYS_MAX],
+}));
+
+fn keys() -> &'static mut Keys {
+    // SAFETY: see `Sync` above; no caller holds the reference across another call.
+    unsafe { &mut *KEYS.0.get() }
+}
+
+/// The slot of `key`, if allocated.
+fn slot(key: u32) -> Option<usize> {
+    let index = (key as usize).checked_sub(1)?;
+    keys().used.get(index).copied().unwrap_or(false).then_some(index)
+}
+
+/// # Safety
+/// `key` is writable. (Destructors are not run: the one thread ends only when the program
+/// does, as glibc's keys for the main thread.)
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_key_create(key: *mut u32, _destructor: usize) -> c_int {
+    let table = keys();
+    let Some(index) = table.used.iter().position(|used| !used) else { return errno::EAGAIN };
+    table.used[index] = true;
+    table.values[index] = core::ptr::null_mut();
+    // SAFETY: C contract: `key` is writable.
+    unsafe { *key = index as u32 + 1 };
+    0
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pthread_key_delete(key: u32) -> c_int {
+    match slot(key) {
+        Some(index) => {
+            keys().used[index] = false;
+            0
+        }
+        None => errno::EINVAL,
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pthread_setspecific(key: u32, value: *mut c_void) -> c_int {
+    match slot(key) {
+        Some(index) => {
+            keys().values[index] = value;
+            0
+        }
+        None => errno::EINVAL,
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pthread_getspecific(key: u32) -> *mut c_void {
+    slot(key).map_or(core::ptr::null_mut(), |index| keys().values[index])
+}

@@ -85,11 +85,17 @@ pub fn prepare(target_dir: &Path, keep_symbols: bool) -> Result<Vec<String>> {
         .find(|f| f.file_name().is_some_and(|n| n == "libmayfly_libc.a"))
         .context("building mayfly-libc produced no libmayfly_libc.a")?;
 
-    let lib_dir = target_dir.join("mayfly-std-lib");
-    std::fs::create_dir_all(&lib_dir)
-        .with_context(|| format!("cannot create {}", lib_dir.display()))?;
+    // The library directory is named after the library's contents: a changed mayfly-libc
+    // changes the flags, which makes cargo link the program again (it does not watch libc.a).
     let libc =
         std::fs::read(&archive).with_context(|| format!("cannot read {}", archive.display()))?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&libc, &mut hasher);
+    let lib_dir = target_dir
+        .join("mayfly-std-lib")
+        .join(format!("{:016x}", std::hash::Hasher::finish(&hasher)));
+    std::fs::create_dir_all(&lib_dir)
+        .with_context(|| format!("cannot create {}", lib_dir.display()))?;
     write_if_changed(&lib_dir.join("libc.a"), &libc)?;
     for name in EMPTY_LIBRARIES {
         write_if_changed(&lib_dir.join(format!("lib{name}.a")), EMPTY_ARCHIVE)?;

@@ -1,0 +1,182 @@
+//! Ordinary std programs as unikernels: each test program is built natively with cargo and as
+//! a Mayfly image with `mayfly build`, both are run, and their output and exit status compared.
+//! The programs (examples/std-hello, tests/guests/std-probe) do not depend on `mayfly`.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+/// Builds the crate at `rel` natively (release) once per test binary; returns the executable.
+fn native_binary(rel: &str, name: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let target_dir = repo().join("target/std-native");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
+        .arg("--manifest-path")
+        .arg(repo().join(rel).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "native build of {rel} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = target_dir.join("x86_64-unknown-linux-gnu/release").join(name);
+    assert!(path.is_file(), "{path:?} was not built");
+    path
+}
+
+/// Runs the native program with `args` and the environment entries in `env`.
+fn run_native(binary: &PathBuf, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(binary);
+    cmd.args(args).env_remove("STD_HELLO_GREETING").env_remove("STD_HELLO_UNSET");
+    // As in the guest, which sees only the environment `--env` gives it.
+    cmd.env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.output().expect("run the native program").into()
+}
+
+/// Runs the image with `args` and the environment entries in `env` (10 s safety limit).
+fn run_unikernel(rel: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    require_kvm();
+    let image = guest_image(rel);
+    let entries: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut options = vec!["--timeout", "10"];
+    for entry in &entries {
+        options.extend(["--env", entry.as_str()]);
+    }
+    run_image(&image, &options, args)
+}
+
+/// `thread 'main' (12345) panicked` → `thread 'main' (N) panicked` (the thread id is the OS's).
+fn without_thread_ids(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("thread '") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        match after.find("' (").zip(after.find(") panicked")) {
+            Some((open, close)) if open < close => {
+                out.push_str(&after[..open + 3]);
+                out.push('N');
+                rest = &after[close..];
+            }
+            _ => {
+                out.push_str(&after[..8]);
+                rest = &after[8..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The console lines of the library OS itself (`mayfly: ...`), and the rest.
+fn split_mayfly_lines(stdout: &str) -> (Vec<&str>, String) {
+    let (ours, program): (Vec<&str>, Vec<&str>) =
+        stdout.lines().partition(|l| l.starts_with("mayfly: "));
+    (ours, program.iter().map(|l| format!("{l}\n")).collect())
+}
+
+#[test]
+fn std_hello_prints_the_same_as_natively() {
+    let native = run_native(
+        &native_binary("examples/std-hello", "std-hello"),
+        &["a", "b"],
+        &[("STD_HELLO_GREETING", "hi")],
+    );
+    let unikernel =
+        run_unikernel("examples/std-hello", &["a", "b"], &[("STD_HELLO_GREETING", "hi")]);
+    assert_eq!(native.status, Some(0), "native stderr: {}", native.stderr);
+    assert!(native.stdout.contains(r#"STD_HELLO_GREETING = Some("hi")"#), "{}", native.stdout);
+    assert_eq!(unikernel.stdout, native.stdout, "unikernel stderr: {}", unikernel.stderr);
+    assert_eq!(unikernel.status, native.status, "unikernel stderr: {}", unikernel.stderr);
+    assert!(unikernel.stderr.is_empty(), "a normal exit prints no diagnosis: {}", unikernel.stderr);
+}
+
+#[test]
+fn std_hello_exits_with_the_status_of_process_exit() {
+    let native = run_native(&native_binary("examples/std-hello", "std-hello"), &["status=3"], &[]);
+    let unikernel = run_unikernel("examples/std-hello", &["status=3"], &[]);
+    assert_eq!(native.status, Some(3));
+    assert_eq!(unikernel.status, Some(3), "stderr: {}", unikernel.stderr);
+    assert_eq!(unikernel.stdout, native.stdout);
+}
+
+#[test]
+fn std_panic_reports_its_message_and_location() {
+    let native = run_native(&native_binary("examples/std-hello", "std-hello"), &["panic"], &[]);
+    let unikernel = run_unikernel("examples/std-hello", &["panic"], &[]);
+    assert_eq!(native.status, Some(101));
+    assert_eq!(unikernel.status, Some(101), "stderr: {}", unikernel.stderr);
+    // std's report goes to stderr natively; a unikernel has one console, after stdout.
+    assert!(native.stderr.contains("panicked at src/main.rs:"), "{}", native.stderr);
+    assert_eq!(
+        without_thread_ids(&unikernel.stdout),
+        without_thread_ids(&(native.stdout + &native.stderr))
+    );
+    // The monitor's one-line diagnosis carries the message and location too.
+    let diagnosis = unikernel.stderr.trim_end();
+    assert_eq!(diagnosis.lines().count(), 1, "{diagnosis}");
+    assert!(diagnosis.starts_with("mayfly: guest panicked: thread 'main'"), "{diagnosis}");
+    assert!(
+        diagnosis.contains("panicked at src/main.rs:")
+            && diagnosis.ends_with("index out of bounds: the len is 0 but the index is 3"),
+        "{diagnosis}"
+    );
+}
+
+#[test]
+fn std_probe_thread_locals_errors_and_allocations_match_native() {
+    let native_probe = native_binary("tests/guests/std-probe", "std-probe");
+    for mode in ["tls", "errors", "alloc"] {
+        let native = run_native(&native_probe, &[mode], &[]);
+        let unikernel = run_unikernel("tests/guests/std-probe", &[mode], &[]);
+        assert_eq!(native.status, Some(0), "{mode}: native stderr: {}", native.stderr);
+        assert_eq!(
+            unikernel.stdout, native.stdout,
+            "{mode}: unikernel stderr: {}",
+            unikernel.stderr
+        );
+        assert_eq!(unikernel.status, Some(0), "{mode}: stderr: {}", unikernel.stderr);
+    }
+}
+
+#[test]
+fn unknown_system_call_fails_with_enosys_and_says_so_once() {
+    let native =
+        run_native(&native_binary("tests/guests/std-probe", "std-probe"), &["syscall"], &[]);
+    let unikernel = run_unikernel("tests/guests/std-probe", &["syscall"], &[]);
+    let (ours, program) = split_mayfly_lines(&unikernel.stdout);
+    assert_eq!(program, native.stdout, "the program sees what Linux gives it (ENOSYS, twice)");
+    assert_eq!(ours, ["mayfly: syscall 4000 is not available in a unikernel (ENOSYS)"]);
+    assert_eq!(unikernel.status, Some(0), "stderr: {}", unikernel.stderr);
+}
+
+#[test]
+fn fork_fails_with_enosys_and_says_so_once() {
+    let unikernel = run_unikernel("tests/guests/std-probe", &["unavailable"], &[]);
+    let expected = "mayfly: fork is not available in a unikernel (ENOSYS)\n\
+                    fork: -1, Function not implemented (os error 38)\n\
+                    fork: -1, Function not implemented (os error 38)\n";
+    assert_eq!(unikernel.stdout, expected, "stderr: {}", unikernel.stderr);
+    assert_eq!(unikernel.status, Some(0));
+}
+
+#[test]
+fn abort_stops_the_guest_as_a_crash() {
+    let unikernel = run_unikernel("tests/guests/std-probe", &["abort"], &[]);
+    assert_eq!(unikernel.stdout, "aborting\n");
+    assert_eq!(unikernel.status, Some(101), "stderr: {}", unikernel.stderr);
+    assert_eq!(unikernel.stderr.trim_end(), "mayfly: guest panicked: abort() called");
+}
