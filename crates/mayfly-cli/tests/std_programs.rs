@@ -180,3 +180,14 @@ fn abort_stops_the_guest_as_a_crash() {
     assert_eq!(unikernel.status, Some(101), "stderr: {}", unikernel.stderr);
     assert_eq!(unikernel.stderr.trim_end(), "mayfly: guest panicked: abort() called");
 }
+
+#[test]
+fn std_threads_and_sync_match_native() {
+    let native =
+        run_native(&native_binary("tests/guests/std-probe", "std-probe"), &["threads"], &[]);
+    let unikernel = run_unikernel("tests/guests/std-probe", &["threads"], &[]);
+    assert_eq!(native.status, Some(0), "native stderr: {}", native.stderr);
+    assert!(native.stdout.contains("mutex counter: 8000"), "{}", native.stdout);
+    assert_eq!(unikernel.stdout, native.stdout, "unikernel stderr: {}", unikernel.stderr);
+    assert_eq!(unikernel.status, Some(0), "stderr: {}", unikernel.stderr);
+}

@@ -1,7 +1,7 @@
 //! `errno` and the error numbers this library sets (Linux values, as std expects).
 
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::AtomicI32;
 
 pub const EPERM: c_int = 1;
 pub const ENOENT: c_int = 2;
@@ -24,12 +24,13 @@ pub const EDEADLK: c_int = 35;
 pub const ENOSYS: c_int = 38;
 pub const ETIMEDOUT: c_int = 110;
 
-/// The one thread's `errno` (a thread-local once there are threads).
-static ERRNO: AtomicI32 = AtomicI32::new(0);
+/// `errno` before the threads are set up (each thread has its own after).
+static EARLY_ERRNO: AtomicI32 = AtomicI32::new(0);
 
 /// Sets `errno`.
 pub fn set(value: c_int) {
-    ERRNO.store(value, Ordering::Relaxed);
+    // SAFETY: `__errno_location` returns a valid, writable location for the running thread.
+    unsafe { *__errno_location() = value };
 }
 
 /// Sets `errno` and returns -1, the usual failure result.
@@ -41,7 +42,10 @@ pub fn fail(value: c_int) -> c_int {
 /// Where `errno` lives.
 #[unsafe(no_mangle)]
 pub extern "C" fn __errno_location() -> *mut c_int {
-    ERRNO.as_ptr()
+    match crate::sched::current() {
+        Some(thread) => &raw mut thread.errno,
+        None => EARLY_ERRNO.as_ptr(),
+    }
 }
 
 /// The glibc message for error number `errnum` (the common ones; others get a generic text).

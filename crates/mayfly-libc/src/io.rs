@@ -100,7 +100,7 @@ pub unsafe extern "C" fn poll(fds: *mut PollFd, n: u64, timeout_ms: c_int) -> c_
         }
     }
     if ready == 0 && timeout_ms > 0 {
-        mayfly::time::sleep(core::time::Duration::from_millis(timeout_ms as u64));
+        crate::sched::sleep_ns(timeout_ms as u64 * 1_000_000);
     } else if ready == 0 && timeout_ms < 0 {
         return unavailable!("poll without a ready descriptor or timeout", EDEADLK, -1);
     }

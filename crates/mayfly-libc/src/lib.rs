@@ -19,11 +19,13 @@ mod errno;
 mod io;
 mod memory;
 mod process;
+mod sched;
 mod start;
 mod string;
 mod syscall;
 mod thread;
 mod time;
+mod tls;
 mod unwind;
 
 pub use errno::__errno_location;

@@ -214,3 +214,9 @@ pub extern "C" fn getuid() -> u32 {
 pub extern "C" fn geteuid() -> u32 {
     0
 }
+
+/// No dynamic symbols: std looks up optional glibc functions this way and does without them.
+#[unsafe(no_mangle)]
+pub extern "C" fn dlsym(_handle: *mut c_void, _name: *const c_char) -> *mut c_void {
+    core::ptr::null_mut()
+}

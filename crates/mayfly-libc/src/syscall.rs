@@ -14,6 +14,7 @@ const FUTEX_WAKE: c_long = 1;
 const FUTEX_WAIT_BITSET: c_long = 9;
 const FUTEX_WAKE_BITSET: c_long = 10;
 const FUTEX_CMD_MASK: c_long = 0x7f;
+const FUTEX_CLOCK_REALTIME: c_long = 256;
 
 /// Fills `buf` from the library OS's generator (seeded by host entropy at boot); never blocks.
 ///
@@ -63,9 +64,8 @@ pub unsafe extern "C" fn syscall(
     }
 }
 
-/// Futex operations with one thread: a wait whose value no longer matches returns EAGAIN; a
-/// wait with a timeout sleeps it out (nobody else could wake it); a wait with neither would
-/// never end, which is reported as a deadlock; a wake wakes nobody.
+/// Futex operations over the scheduler: a wait blocks the calling thread (EAGAIN if the word
+/// no longer holds `val`, ETIMEDOUT at the timeout), a wake readies waiters.
 ///
 /// # Safety
 /// `addr` is readable; `timeout` is null or readable.
@@ -76,25 +76,29 @@ unsafe fn futex(
     timeout: *const crate::time::Timespec,
 ) -> c_long {
     match op & FUTEX_CMD_MASK {
-        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
-            // SAFETY: the caller's contract (std passes its own atomics).
-            if unsafe { core::ptr::read_volatile(addr) } != val {
-                return c_long::from(errno::fail(errno::EAGAIN));
+        command @ (FUTEX_WAIT | FUTEX_WAIT_BITSET) => {
+            // SAFETY: `timeout` is null or readable (caller's contract).
+            let deadline = match unsafe { timeout.as_ref() } {
+                None => None,
+                // FUTEX_WAIT takes a relative time, FUTEX_WAIT_BITSET an absolute one on the
+                // monotonic clock, or on the wall clock with FUTEX_CLOCK_REALTIME.
+                Some(t) => match crate::time::deadline_ns(
+                    t,
+                    command == FUTEX_WAIT_BITSET,
+                    op & FUTEX_CLOCK_REALTIME != 0,
+                ) {
+                    Some(at) => Some(at),
+                    None => return c_long::from(errno::fail(errno::EINVAL)),
+                },
+            };
+            match crate::sched::futex_wait(addr, val, deadline) {
+                Ok(()) => 0,
+                Err(err) => c_long::from(errno::fail(err)),
             }
-            if timeout.is_null() {
-                mayfly::libc_host::exit(
-                    134,
-                    mayfly::abi::ExitReason::Panic,
-                    b"deadlock: the only thread waits on a futex forever",
-                );
-            }
-            let abs = if op & FUTEX_CMD_MASK == FUTEX_WAIT_BITSET { 1 } else { 0 };
-            // SAFETY: `timeout` is readable (checked non-null); FUTEX_WAIT_BITSET takes an
-            // absolute monotonic time, FUTEX_WAIT a relative one.
-            unsafe { crate::time::clock_nanosleep(1, abs, timeout, core::ptr::null_mut()) };
-            c_long::from(errno::fail(errno::ETIMEDOUT))
         }
-        FUTEX_WAKE | FUTEX_WAKE_BITSET => 0,
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => {
+            crate::sched::futex_wake(addr, usize::try_from(val).unwrap_or(usize::MAX)) as c_long
+        }
         _ => {
             static UNKNOWN_OP: core::sync::atomic::AtomicBool =
                 core::sync::atomic::AtomicBool::new(false);

@@ -46,6 +46,19 @@ pub unsafe extern "C" fn clock_gettime(clock: c_int, out: *mut Timespec) -> c_in
     0
 }
 
+/// The monotonic time (ns since boot) at which timeout `t` ends: `t` is relative, or absolute
+/// on the monotonic clock, or absolute on the wall clock. `None` if `t` is malformed.
+pub(crate) fn deadline_ns(t: &Timespec, absolute: bool, realtime: bool) -> Option<u64> {
+    let t = duration(t)?;
+    let now = Instant::now().since_boot();
+    let at = match (absolute, realtime) {
+        (false, _) => now.saturating_add(t),
+        (true, false) => t,
+        (true, true) => now.saturating_add(t.saturating_sub(wall_clock())),
+    };
+    Some(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX))
+}
+
 fn duration(t: &Timespec) -> Option<Duration> {
     let nsec = u32::try_from(t.nsec).ok().filter(|n| *n < 1_000_000_000)?;
     Some(Duration::new(u64::try_from(t.sec).ok()?, nsec))
@@ -67,7 +80,7 @@ pub unsafe extern "C" fn clock_nanosleep(
     let Some(req) = duration(unsafe { &*req }) else { return errno::EINVAL };
     let Some(now) = now(clock) else { return errno::EINVAL };
     let length = if flags & TIMER_ABSTIME != 0 { req.saturating_sub(now) } else { req };
-    mayfly::time::sleep(length);
+    crate::sched::sleep_ns(u64::try_from(length.as_nanos()).unwrap_or(u64::MAX));
     0
 }
 
@@ -82,8 +95,9 @@ pub unsafe extern "C" fn nanosleep(req: *const Timespec, rem: *mut Timespec) -> 
     }
 }
 
-/// One thread: yielding returns at once.
+/// Lets the other ready threads run.
 #[unsafe(no_mangle)]
 pub extern "C" fn sched_yield() -> c_int {
+    crate::sched::yield_now();
     0
 }

@@ -3,7 +3,8 @@
 //!
 //! Modes: `tls` (thread-locals with initialisers and destructors), `errors` (I/O errors std
 //! reports), `syscall` (an unknown system call number, twice), `unavailable` (fork, twice: for Mayfly only),
-//! `alloc` (the malloc family through std's allocator, with large alignments), `abort`.
+//! `alloc` (the malloc family through std's allocator, with large alignments), `threads`
+//! (std::thread and std::sync), `abort`.
 use std::alloc::{Layout, alloc, dealloc, realloc};
 use std::cell::{Cell, RefCell};
 
@@ -62,6 +63,166 @@ fn allocations() {
     println!("32 MB vector sum: {}", big.iter().sum::<u64>());
 }
 
+/// Threads and synchronisation: spawn/join, Mutex + Condvar, channels, scoped threads, RwLock,
+/// Barrier, OnceLock, park/unpark, sleeping threads, per-thread thread-locals. Prints only
+/// results that do not depend on scheduling order.
+fn threads() {
+    use std::sync::{Arc, Barrier, Condvar, Mutex, OnceLock, RwLock, mpsc};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    let handles: Vec<_> =
+        (0..4u64).map(|i| thread::spawn(move || (i, (0..=i * 1000).sum::<u64>()))).collect();
+    let sums: Vec<(u64, u64)> = handles.into_iter().map(|h| h.join().expect("join")).collect();
+    println!("joined sums: {sums:?}");
+
+    let counter = Arc::new(Mutex::new(0u64));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || {
+                for _ in 0..1000 {
+                    *counter.lock().expect("lock") += 1;
+                    thread::yield_now();
+                }
+            })
+        })
+        .collect();
+    workers.into_iter().for_each(|w| w.join().expect("join"));
+    println!("mutex counter: {}", *counter.lock().expect("lock"));
+
+    let pair = Arc::new((Mutex::new(false), Condvar::new()));
+    let signaller = {
+        let pair = Arc::clone(&pair);
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(10));
+            *pair.0.lock().expect("lock") = true;
+            pair.1.notify_all();
+        })
+    };
+    let mut ready = pair.0.lock().expect("lock");
+    while !*ready {
+        ready = pair.1.wait(ready).expect("wait");
+    }
+    drop(ready);
+    signaller.join().expect("join");
+    println!("condvar: notified");
+    let (lock, cvar) = &*pair;
+    let (_guard, timeout) =
+        cvar.wait_timeout(lock.lock().expect("lock"), Duration::from_millis(15)).expect("wait");
+    println!("condvar wait_timeout timed out: {}", timeout.timed_out());
+
+    let (tx, rx) = mpsc::channel();
+    for id in 0..3 {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            for n in 0..5 {
+                tx.send(id * 100 + n).expect("send");
+            }
+        });
+    }
+    drop(tx);
+    let mut received: Vec<i32> = rx.iter().collect();
+    received.sort();
+    println!("channel received {} values, sum {}", received.len(), received.iter().sum::<i32>());
+    let (sync_tx, sync_rx) = mpsc::sync_channel(0);
+    let producer = thread::spawn(move || (0..10).for_each(|n| sync_tx.send(n).expect("send")));
+    println!("rendezvous channel sum: {}", sync_rx.iter().sum::<i32>());
+    producer.join().expect("join");
+    println!(
+        "recv_timeout on an idle channel: {:?}",
+        mpsc::channel::<()>().1.recv_timeout(Duration::from_millis(5))
+    );
+
+    let mut data = vec![1u64, 2, 3, 4, 5, 6, 7, 8];
+    thread::scope(|s| {
+        for chunk in data.chunks_mut(3) {
+            s.spawn(move || chunk.iter_mut().for_each(|x| *x *= 10));
+        }
+    });
+    println!("scoped threads: {data:?}");
+
+    let table = Arc::new(RwLock::new(vec![1, 2, 3]));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let table = Arc::clone(&table);
+            thread::spawn(move || table.read().expect("read").iter().sum::<i32>())
+        })
+        .collect();
+    table.write().expect("write").push(4);
+    let mut seen: Vec<i32> = readers.into_iter().map(|r| r.join().expect("join")).collect();
+    seen.sort();
+    println!("rwlock readers saw sums in {{6, 10}}: {}", seen.iter().all(|s| *s == 6 || *s == 10));
+
+    let barrier = Arc::new(Barrier::new(4));
+    let leaders: usize = (0..4)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || barrier.wait().is_leader())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| usize::from(h.join().expect("join")))
+        .sum();
+    println!("barrier leaders: {leaders}");
+
+    static ONCE: OnceLock<String> = OnceLock::new();
+    let inits: Vec<_> = (0..4)
+        .map(|i| {
+            thread::spawn(move || {
+                ONCE.get_or_init(|| format!("set by one of 4 ({})", i < 4)).clone()
+            })
+        })
+        .collect();
+    let values: Vec<String> = inits.into_iter().map(|h| h.join().expect("join")).collect();
+    println!(
+        "once lock: {} distinct value(s): {}",
+        values.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        values[0]
+    );
+
+    let parked = thread::spawn(|| {
+        thread::park();
+        "unparked"
+    });
+    thread::sleep(Duration::from_millis(5));
+    parked.thread().unpark();
+    println!("park: {}", parked.join().expect("join"));
+
+    let started = Instant::now();
+    let sleepers: Vec<_> =
+        (0..4).map(|_| thread::spawn(|| thread::sleep(Duration::from_millis(50)))).collect();
+    sleepers.into_iter().for_each(|s| s.join().expect("join"));
+    let took = started.elapsed();
+    println!(
+        "4 threads slept 50 ms concurrently: {}",
+        took >= Duration::from_millis(50) && took < Duration::from_millis(180)
+    );
+
+    let per_thread: Vec<u64> = (0..3u64)
+        .map(|i| {
+            thread::spawn(move || {
+                COUNTER.with(|c| c.set(c.get() + i));
+                COUNTER.with(Cell::get)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().expect("join"))
+        .collect();
+    println!("thread-locals per thread: {per_thread:?}, main's: {}", COUNTER.with(Cell::get));
+
+    let named = thread::Builder::new().name("worker-7".into()).stack_size(64 * 1024);
+    let name = named
+        .spawn(|| thread::current().name().map(str::to_owned))
+        .expect("spawn")
+        .join()
+        .expect("join");
+    println!("named thread: {name:?}");
+    let caught = thread::spawn(|| 5).join();
+    println!("join result: {caught:?}");
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     match mode.as_str() {
@@ -70,6 +231,7 @@ fn main() {
         "syscall" => syscall(),
         "unavailable" => unavailable(),
         "alloc" => allocations(),
+        "threads" => threads(),
         "abort" => {
             println!("aborting");
             std::process::abort();
