@@ -191,3 +191,13 @@ fn std_threads_and_sync_match_native() {
     assert_eq!(unikernel.stdout, native.stdout, "unikernel stderr: {}", unikernel.stderr);
     assert_eq!(unikernel.status, Some(0), "stderr: {}", unikernel.stderr);
 }
+
+#[test]
+fn spawning_a_process_fails_with_enosys_and_says_so_once() {
+    let unikernel = run_unikernel("tests/guests/std-probe", &["spawn"], &[]);
+    let expected = "mayfly: posix_spawnp is not available in a unikernel (ENOSYS)\n\
+                    spawn failed: Function not implemented (os error 38) (Unsupported)\n\
+                    spawn failed: Function not implemented (os error 38) (Unsupported)\n";
+    assert_eq!(unikernel.stdout, expected, "stderr: {}", unikernel.stderr);
+    assert_eq!(unikernel.status, Some(0));
+}

@@ -20,6 +20,7 @@ mod io;
 mod memory;
 mod process;
 mod sched;
+mod spawn;
 mod start;
 mod string;
 mod syscall;

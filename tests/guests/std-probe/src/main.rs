@@ -4,7 +4,7 @@
 //! Modes: `tls` (thread-locals with initialisers and destructors), `errors` (I/O errors std
 //! reports), `syscall` (an unknown system call number, twice), `unavailable` (fork, twice: for Mayfly only),
 //! `alloc` (the malloc family through std's allocator, with large alignments), `threads`
-//! (std::thread and std::sync), `abort`.
+//! (std::thread and std::sync), `spawn` (a process: for Mayfly only), `abort`.
 use std::alloc::{Layout, alloc, dealloc, realloc};
 use std::cell::{Cell, RefCell};
 
@@ -223,6 +223,16 @@ fn threads() {
     println!("join result: {caught:?}");
 }
 
+/// Only under Mayfly: starting a process fails (twice, said once).
+fn spawn() {
+    for _ in 0..2 {
+        match std::process::Command::new("true").status() {
+            Ok(status) => println!("spawned: {status}"),
+            Err(e) => println!("spawn failed: {e} ({:?})", e.kind()),
+        }
+    }
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     match mode.as_str() {
@@ -232,6 +242,7 @@ fn main() {
         "unavailable" => unavailable(),
         "alloc" => allocations(),
         "threads" => threads(),
+        "spawn" => spawn(),
         "abort" => {
             println!("aborting");
             std::process::abort();
