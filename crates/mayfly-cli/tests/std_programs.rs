@@ -201,3 +201,13 @@ fn spawning_a_process_fails_with_enosys_and_says_so_once() {
     assert_eq!(unikernel.stdout, expected, "stderr: {}", unikernel.stderr);
     assert_eq!(unikernel.status, Some(0));
 }
+
+#[test]
+fn std_fs_in_memory_matches_native() {
+    let native = run_native(&native_binary("tests/guests/std-probe", "std-probe"), &["files"], &[]);
+    let unikernel = run_unikernel("tests/guests/std-probe", &["files"], &[]);
+    assert_eq!(native.status, Some(0), "native stderr: {}", native.stderr);
+    assert!(native.stdout.contains("all removed: true"), "{}", native.stdout);
+    assert_eq!(unikernel.stdout, native.stdout, "unikernel stderr: {}", unikernel.stderr);
+    assert_eq!(unikernel.status, Some(0), "stderr: {}", unikernel.stderr);
+}

@@ -1,8 +1,9 @@
 //! File descriptors: 0, 1 and 2 are the console (stdin reads end of file at once; stdout and
-//! stderr go to the console). There is no file system yet: opening or inspecting a path fails
-//! with ENOENT, and any other descriptor is EBADF.
+//! stderr go to the console); 3 and up are files of the in-memory file system ([`crate::fs`]).
 
 use crate::errno;
+use crate::fs;
+use crate::fs::calls::{S_IFCHR, Stat};
 use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -17,11 +18,16 @@ fn is_console(fd: c_int) -> bool {
 /// `buf` is valid for `len` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: usize) -> isize {
-    if fd != 1 && fd != 2 {
-        return errno::fail(errno::EBADF) as isize;
-    }
     // SAFETY: C contract: `buf` is readable for `len` bytes.
     let bytes = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len) };
+    if !is_console(fd) {
+        return fs::fs()
+            .write(fd, bytes, None)
+            .map_or_else(|e| errno::fail(e) as isize, |n| n as isize);
+    }
+    if fd == 0 {
+        return errno::fail(errno::EBADF) as isize;
+    }
     mayfly::libc_host::console_write(bytes);
     if fd == 2 {
         STDERR_TAIL.push(bytes);
@@ -35,14 +41,25 @@ pub(crate) fn stderr_tail(out: &mut [u8; mayfly_tail::LEN]) -> &[u8] {
 }
 
 /// Standard input has no data: it reads as end of file.
+///
+/// # Safety
+/// `buf` is writable for `len` bytes.
 #[unsafe(no_mangle)]
-pub extern "C" fn read(fd: c_int, _buf: *mut c_void, _len: usize) -> isize {
-    if fd == 0 { 0 } else { errno::fail(errno::EBADF) as isize }
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, len: usize) -> isize {
+    match fd {
+        0 => 0,
+        1 | 2 => errno::fail(errno::EBADF) as isize,
+        _ => {
+            // SAFETY: C contract.
+            let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
+            fs::fs().read(fd, buf, None).map_or_else(|e| errno::fail(e) as isize, |n| n as isize)
+        }
+    }
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn close(fd: c_int) -> c_int {
-    if is_console(fd) { 0 } else { errno::fail(errno::EBADF) }
+    if is_console(fd) { 0 } else { fs::fs().close(fd).map_or_else(errno::fail, |_| 0) }
 }
 
 #[unsafe(no_mangle)]
@@ -54,14 +71,16 @@ const F_GETFD: c_int = 1;
 const F_GETFL: c_int = 3;
 const O_RDWR: c_int = 2;
 
-/// `fcntl(fd, cmd, arg)`: the console's flags only.
+const F_SETFD: c_int = 2;
+
+/// `fcntl(fd, cmd, arg)`: descriptor flags (close-on-exec is moot without exec).
 #[unsafe(no_mangle)]
 pub extern "C" fn fcntl(fd: c_int, cmd: c_int, _arg: usize) -> c_int {
-    if !is_console(fd) {
+    if !is_console(fd) && fs::fs().descriptor(fd).is_err() {
         return errno::fail(errno::EBADF);
     }
     match cmd {
-        F_GETFD => 0,
+        F_GETFD | F_SETFD => 0,
         F_GETFL => O_RDWR,
         _ => errno::fail(errno::EINVAL),
     }
@@ -93,6 +112,7 @@ pub unsafe extern "C" fn poll(fds: *mut PollFd, n: u64, timeout_ms: c_int) -> c_
             fd if fd < 0 => 0,
             0 => entry.events & POLLIN,
             1 | 2 => entry.events & POLLOUT,
+            fd if fs::fs().descriptor(fd).is_ok() => entry.events & (POLLIN | POLLOUT),
             _ => POLLNVAL,
         };
         if entry.revents != 0 {
@@ -107,72 +127,48 @@ pub unsafe extern "C" fn poll(fds: *mut PollFd, n: u64, timeout_ms: c_int) -> c_
     ready
 }
 
+const SEEK_SET: c_int = 0;
+const SEEK_CUR: c_int = 1;
+const SEEK_END: c_int = 2;
+
 #[unsafe(no_mangle)]
-pub extern "C" fn lseek64(fd: c_int, _offset: i64, _whence: c_int) -> i64 {
-    let err = if is_console(fd) { errno::ESPIPE } else { errno::EBADF };
-    i64::from(errno::fail(err))
+pub extern "C" fn lseek64(fd: c_int, offset: i64, whence: c_int) -> i64 {
+    if is_console(fd) {
+        return i64::from(errno::fail(errno::ESPIPE));
+    }
+    let seek = || {
+        let end = fs::calls::file_len(fd)?;
+        let open = fs::fs().descriptor(fd)?;
+        let base = match whence {
+            SEEK_SET => 0,
+            SEEK_CUR => open.offset as i64,
+            SEEK_END => end as i64,
+            _ => return Err(errno::EINVAL),
+        };
+        let at = base.checked_add(offset).filter(|at| *at >= 0).ok_or(errno::EINVAL)?;
+        open.offset = at as usize;
+        Ok(at)
+    };
+    seek().unwrap_or_else(|e| i64::from(errno::fail(e)))
 }
-
-const S_IFCHR: u32 = 0o020000;
-
-/// `struct stat` of x86-64 Linux (144 bytes): only the fields this library fills are named.
-#[repr(C)]
-pub struct Stat {
-    dev: u64,
-    ino: u64,
-    nlink: u64,
-    mode: u32,
-    rest: [u8; 116],
-}
-
-const _: () = assert!(size_of::<Stat>() == 144);
 
 /// # Safety
 /// `out` is valid for writing a `struct stat`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fstat64(fd: c_int, out: *mut Stat) -> c_int {
-    if !is_console(fd) {
-        return errno::fail(errno::EBADF);
-    }
-    // SAFETY: C contract: `out` is writable.
-    unsafe {
-        out.write(Stat { dev: 0, ino: fd as u64, nlink: 1, mode: S_IFCHR | 0o620, rest: [0; 116] })
+    let stat = if is_console(fd) {
+        Ok(Stat { ino: fd as u64, nlink: 1, mode: S_IFCHR | 0o620, ..Stat::default() })
+    } else {
+        fs::calls::fstat_file(fd)
     };
-    0
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn stat64(_path: *const c_char, _out: *mut Stat) -> c_int {
-    errno::fail(errno::ENOENT)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn statx(
-    _dirfd: c_int,
-    _path: *const c_char,
-    _flags: c_int,
-    _mask: u32,
-    _out: *mut c_void,
-) -> c_int {
-    // std falls back to stat64 on ENOSYS, as on old kernels.
-    errno::fail(errno::ENOSYS)
-}
-
-/// `open64(path, flags, mode)`: no file system yet.
-#[unsafe(no_mangle)]
-pub extern "C" fn open64(_path: *const c_char, _flags: c_int, _mode: u32) -> c_int {
-    errno::fail(errno::ENOENT)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn readlink(_path: *const c_char, _buf: *mut c_char, _len: usize) -> isize {
-    errno::fail(errno::ENOENT) as isize
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn realpath(_path: *const c_char, _out: *mut c_char) -> *mut c_char {
-    errno::set(errno::ENOENT);
-    core::ptr::null_mut()
+    match stat {
+        Ok(stat) => {
+            // SAFETY: C contract: `out` is writable.
+            unsafe { out.write(stat) };
+            0
+        }
+        Err(e) => errno::fail(e),
+    }
 }
 
 /// The working directory is the root.
@@ -261,33 +257,4 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const IoVec, count: c_int) -> i
         total += n;
     }
     total
-}
-
-/// Directories: there is no file system yet.
-#[unsafe(no_mangle)]
-pub extern "C" fn opendir(_path: *const c_char) -> *mut c_void {
-    errno::set(errno::ENOENT);
-    core::ptr::null_mut()
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn fdopendir(_fd: c_int) -> *mut c_void {
-    errno::set(errno::EBADF);
-    core::ptr::null_mut()
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn readdir64(_dir: *mut c_void) -> *mut c_void {
-    errno::set(errno::EBADF);
-    core::ptr::null_mut()
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn closedir(_dir: *mut c_void) -> c_int {
-    errno::fail(errno::EBADF)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn dirfd(_dir: *mut c_void) -> c_int {
-    errno::fail(errno::EBADF)
 }

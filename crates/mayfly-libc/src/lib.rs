@@ -16,6 +16,7 @@ extern crate alloc;
 #[macro_use]
 mod report;
 mod errno;
+mod fs;
 mod io;
 mod memory;
 mod process;

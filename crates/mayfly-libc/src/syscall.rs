@@ -8,6 +8,8 @@ use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 const SYS_GETTID: c_long = 186;
 const SYS_FUTEX: c_long = 202;
 const SYS_GETRANDOM: c_long = 318;
+/// std tries it for `fs::copy` and falls back to read/write on ENOSYS: not worth a report.
+const SYS_COPY_FILE_RANGE: c_long = 326;
 
 const FUTEX_WAIT: c_long = 0;
 const FUTEX_WAKE: c_long = 1;
@@ -57,6 +59,7 @@ pub unsafe extern "C" fn syscall(
         SYS_FUTEX => unsafe {
             futex(a1 as *const u32, a2, a3 as u32, a4 as *const crate::time::Timespec)
         },
+        SYS_COPY_FILE_RANGE => c_long::from(errno::fail(errno::ENOSYS)),
         _ => {
             report_unknown(number);
             c_long::from(errno::fail(errno::ENOSYS))

@@ -4,7 +4,7 @@
 //! Modes: `tls` (thread-locals with initialisers and destructors), `errors` (I/O errors std
 //! reports), `syscall` (an unknown system call number, twice), `unavailable` (fork, twice: for Mayfly only),
 //! `alloc` (the malloc family through std's allocator, with large alignments), `threads`
-//! (std::thread and std::sync), `spawn` (a process: for Mayfly only), `abort`.
+//! (std::thread and std::sync), `files` (std::fs under /tmp), `spawn` (a process: for Mayfly only), `abort`.
 use std::alloc::{Layout, alloc, dealloc, realloc};
 use std::cell::{Cell, RefCell};
 
@@ -223,6 +223,93 @@ fn threads() {
     println!("join result: {caught:?}");
 }
 
+/// Files in a fresh directory under /tmp (natively a unique one; its path is never printed).
+fn files() {
+    use std::fs::{self, File, OpenOptions};
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    let base = std::path::PathBuf::from(format!("/tmp/std-probe-fs-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(base.join("sub/deeper")).expect("create_dir_all");
+    fs::write(base.join("a.txt"), "hello").expect("write");
+    println!("read back: {:?}", fs::read_to_string(base.join("a.txt")));
+    let mut file = OpenOptions::new().append(true).open(base.join("a.txt")).expect("append");
+    file.write_all(b", world").expect("write_all");
+    drop(file);
+    println!("after append: {:?}", fs::read_to_string(base.join("a.txt")));
+    let meta = fs::metadata(base.join("a.txt")).expect("metadata");
+    println!("metadata: len {} file {} dir {}", meta.len(), meta.is_file(), meta.is_dir());
+    println!(
+        "dir metadata: dir {}",
+        fs::metadata(base.join("sub")).map(|m| m.is_dir()).unwrap_or(false)
+    );
+
+    let mut file =
+        OpenOptions::new().read(true).write(true).open(base.join("a.txt")).expect("open rw");
+    file.seek(SeekFrom::Start(7)).expect("seek");
+    let mut tail = String::new();
+    file.read_to_string(&mut tail).expect("read");
+    println!("from offset 7: {tail:?}");
+    file.seek(SeekFrom::Start(0)).expect("seek");
+    file.write_all(b"J").expect("write");
+    file.set_len(5).expect("set_len");
+    drop(file);
+    println!("after overwrite and truncate: {:?}", fs::read_to_string(base.join("a.txt")));
+
+    fs::rename(base.join("a.txt"), base.join("b.txt")).expect("rename");
+    println!(
+        "renamed: a exists {} b exists {}",
+        base.join("a.txt").exists(),
+        base.join("b.txt").exists()
+    );
+    fs::copy(base.join("b.txt"), base.join("sub/c.txt")).expect("copy");
+    File::create(base.join("sub/deeper/empty")).expect("create");
+    let mut entries: Vec<String> = fs::read_dir(&base)
+        .expect("read_dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            format!(
+                "{}{}",
+                e.file_name().to_string_lossy(),
+                if e.file_type().expect("type").is_dir() { "/" } else { "" }
+            )
+        })
+        .collect();
+    entries.sort();
+    println!("entries: {entries:?}");
+    println!("copied: {:?}", fs::read_to_string(base.join("sub/c.txt")));
+
+    println!(
+        "open missing: {:?}",
+        File::open(base.join("missing")).map(|_| ()).map_err(|e| e.kind())
+    );
+    println!("create existing dir: {:?}", fs::create_dir(base.join("sub")).map_err(|e| e.kind()));
+    println!("remove non-empty dir: {:?}", fs::remove_dir(base.join("sub")).map_err(|e| e.kind()));
+    println!(
+        "read_dir of a file: {:?}",
+        fs::read_dir(base.join("b.txt")).map(|_| ()).map_err(|e| e.kind())
+    );
+    println!(
+        "create_new existing: {:?}",
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(base.join("b.txt"))
+            .map(|_| ())
+            .map_err(|e| e.kind())
+    );
+    fs::remove_file(base.join("b.txt")).expect("remove_file");
+    println!("removed: {}", !base.join("b.txt").exists());
+    println!(
+        "canonical: {}",
+        fs::canonicalize(base.join("sub/../sub/./deeper"))
+            .map(|p| p == base.join("sub/deeper"))
+            .unwrap_or(false)
+    );
+    fs::remove_dir_all(&base).expect("remove_dir_all");
+    println!("all removed: {}", !base.exists());
+}
+
 /// Only under Mayfly: starting a process fails (twice, said once).
 fn spawn() {
     for _ in 0..2 {
@@ -243,6 +330,7 @@ fn main() {
         "alloc" => allocations(),
         "threads" => threads(),
         "spawn" => spawn(),
+        "files" => files(),
         "abort" => {
             println!("aborting");
             std::process::abort();
