@@ -137,9 +137,9 @@ fn std_panic_reports_its_message_and_location() {
 }
 
 #[test]
-fn std_probe_thread_locals_errors_and_allocations_match_native() {
+fn std_probe_thread_locals_errors_allocations_and_environment_match_native() {
     let native_probe = native_binary("tests/guests/std-probe", "std-probe");
-    for mode in ["tls", "errors", "alloc"] {
+    for mode in ["tls", "errors", "alloc", "environment"] {
         let native = run_native(&native_probe, &[mode], &[]);
         let unikernel = run_unikernel("tests/guests/std-probe", &[mode], &[]);
         assert_eq!(native.status, Some(0), "{mode}: native stderr: {}", native.stderr);

@@ -4,7 +4,7 @@
 use crate::errno;
 use crate::fs;
 use crate::fs::calls::{S_IFCHR, Stat};
-use core::ffi::{c_char, c_int, c_void};
+use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// The last bytes written to stderr, kept so that `abort` can report std's panic message.
@@ -169,24 +169,6 @@ pub unsafe extern "C" fn fstat64(fd: c_int, out: *mut Stat) -> c_int {
         }
         Err(e) => errno::fail(e),
     }
-}
-
-/// The working directory is the root.
-///
-/// # Safety
-/// `buf` is valid for `len` bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn getcwd(buf: *mut c_char, len: usize) -> *mut c_char {
-    if buf.is_null() || len < 2 {
-        errno::set(if buf.is_null() { errno::EINVAL } else { errno::ERANGE });
-        return core::ptr::null_mut();
-    }
-    // SAFETY: C contract: `buf` has at least 2 bytes.
-    unsafe {
-        *buf = b'/' as c_char;
-        *buf.add(1) = 0;
-    }
-    buf
 }
 
 /// A small ring of the last bytes written (for the abort report).

@@ -15,6 +15,7 @@ extern crate alloc;
 
 #[macro_use]
 mod report;
+mod env;
 mod errno;
 mod fs;
 mod io;

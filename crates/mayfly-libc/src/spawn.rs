@@ -1,7 +1,7 @@
 //! Starting other programs, which a unikernel cannot do: `posix_spawn`/`posix_spawnp` (and the
 //! fork/exec path) fail with ENOSYS and say so once. The helpers std calls to prepare a spawn
 //! (file actions, attributes, signal sets) work, so that the failure is reported by the spawn
-//! itself, with its name; what a child would do after a fork (chdir, setsid, dup2...) fails.
+//! itself, with its name; what a child would do after a fork (setsid, dup2...) fails.
 
 use crate::errno;
 use core::ffi::{c_char, c_int, c_void};
@@ -184,17 +184,6 @@ pub extern "C" fn setpgid(_pid: c_int, _group: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn chroot(_path: *const c_char) -> c_int {
     unavailable!("chroot", EPERM, -1)
-}
-
-/// The working directory is the root and stays there.
-///
-/// # Safety
-/// `path` is a NUL-terminated string.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
-    // SAFETY: C contract.
-    let is_root = unsafe { *path == b'/' as c_char && *path.add(1) == 0 };
-    if is_root { 0 } else { errno::fail(errno::ENOENT) }
 }
 
 #[unsafe(no_mangle)]

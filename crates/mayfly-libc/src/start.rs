@@ -2,7 +2,6 @@
 //! storage, `argv` and `environ`, runs the constructors (std's own argument capture is one) and
 //! calls the program's C `main`, which rustc generates and which runs std's runtime start.
 
-use crate::string::env_value;
 use alloc::vec::Vec;
 use core::ffi::{c_char, c_int};
 use mayfly::abi::BootInfo;
@@ -16,11 +15,6 @@ unsafe extern "C" {
 }
 
 type InitFn = unsafe extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char);
-
-/// The process environment (`NAME=value` C strings, null-terminated), as in C.
-#[unsafe(no_mangle)]
-#[allow(non_upper_case_globals)]
-pub static mut environ: *mut *mut c_char = core::ptr::null_mut();
 
 /// The entry point: the monitor jumps here in ring 3 with `rdi` = the boot info.
 #[unsafe(no_mangle)]
@@ -49,8 +43,7 @@ extern "C" fn _start(boot: *const BootInfo) -> ! {
     envp.push(core::ptr::null_mut());
     let argv = argv.leak().as_mut_ptr();
     let envp = envp.leak().as_mut_ptr();
-    // SAFETY: set once, before any code that reads it runs.
-    unsafe { environ = envp };
+    crate::env::init(envp);
 
     // SAFETY: the linker script brackets `.init_array` with these symbols; each entry is a
     // constructor taking (argc, argv, envp), as glibc calls them.
@@ -66,26 +59,4 @@ extern "C" fn _start(boot: *const BootInfo) -> ! {
     // null-terminated and live forever.
     let status = unsafe { main(argc as c_int, argv, envp) };
     crate::process::exit(status)
-}
-
-/// The value of environment variable `name`, or null.
-///
-/// # Safety
-/// `name` is a NUL-terminated string.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn getenv(name: *const c_char) -> *mut c_char {
-    // SAFETY: C contract: `name` is NUL-terminated.
-    let name =
-        unsafe { core::slice::from_raw_parts(name.cast::<u8>(), crate::string::strlen(name)) };
-    // SAFETY: `environ` is a null-terminated array of NUL-terminated strings, set at start.
-    unsafe {
-        let mut entry = environ;
-        while !entry.is_null() && !(*entry).is_null() {
-            if let Some(value) = env_value(*entry, name) {
-                return value;
-            }
-            entry = entry.add(1);
-        }
-    }
-    core::ptr::null_mut()
 }

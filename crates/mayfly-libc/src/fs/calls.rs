@@ -63,7 +63,7 @@ unsafe fn bytes<'a>(s: *const c_char) -> &'a [u8] {
 /// `path` resolved against directory descriptor `dirfd` (or the root for AT_FDCWD).
 fn resolve(fs: &mut Fs, dirfd: c_int, path: &[u8]) -> Result<String, c_int> {
     if path.first() == Some(&b'/') || dirfd == AT_FDCWD {
-        return normalise("/", path);
+        return normalise(&fs.cwd.clone(), path);
     }
     let open = fs.descriptor(dirfd)?;
     let (ino, base) = (open.ino, open.path.clone());
@@ -207,7 +207,7 @@ pub extern "C" fn statx(
 pub unsafe extern "C" fn mkdir(path: *const c_char, _mode: u32) -> c_int {
     let fs = fs();
     // SAFETY: C contract.
-    ret(normalise("/", unsafe { bytes(path) }).and_then(|p| fs.make(&p, true)).map(|_| 0))
+    ret(resolve(fs, AT_FDCWD, unsafe { bytes(path) }).and_then(|p| fs.make(&p, true)).map(|_| 0))
 }
 
 /// # Safety
@@ -216,7 +216,7 @@ pub unsafe extern "C" fn mkdir(path: *const c_char, _mode: u32) -> c_int {
 pub unsafe extern "C" fn rmdir(path: *const c_char) -> c_int {
     let fs = fs();
     // SAFETY: C contract.
-    ret(normalise("/", unsafe { bytes(path) }).and_then(|p| fs.remove(&p, true)).map(|_| 0))
+    ret(resolve(fs, AT_FDCWD, unsafe { bytes(path) }).and_then(|p| fs.remove(&p, true)).map(|_| 0))
 }
 
 /// # Safety
@@ -225,7 +225,7 @@ pub unsafe extern "C" fn rmdir(path: *const c_char) -> c_int {
 pub unsafe extern "C" fn unlink(path: *const c_char) -> c_int {
     let fs = fs();
     // SAFETY: C contract.
-    ret(normalise("/", unsafe { bytes(path) }).and_then(|p| fs.remove(&p, false)).map(|_| 0))
+    ret(resolve(fs, AT_FDCWD, unsafe { bytes(path) }).and_then(|p| fs.remove(&p, false)).map(|_| 0))
 }
 
 /// # Safety
@@ -245,8 +245,8 @@ pub unsafe extern "C" fn rename(from: *const c_char, to: *const c_char) -> c_int
     let fs = fs();
     // SAFETY: C contract.
     let (from, to) = unsafe { (bytes(from), bytes(to)) };
-    ret(normalise("/", from)
-        .and_then(|from| Ok((from, normalise("/", to)?)))
+    ret(resolve(fs, AT_FDCWD, from)
+        .and_then(|from| Ok((from, resolve(fs, AT_FDCWD, to)?)))
         .and_then(|(from, to)| fs.rename(&from, &to))
         .map(|_| 0))
 }
@@ -257,7 +257,8 @@ pub unsafe extern "C" fn rename(from: *const c_char, to: *const c_char) -> c_int
 pub unsafe extern "C" fn realpath(path: *const c_char, out: *mut c_char) -> *mut c_char {
     let fs = fs();
     // SAFETY: C contract.
-    let resolved = normalise("/", unsafe { bytes(path) }).and_then(|p| fs.lookup(&p).map(|_| p));
+    let resolved =
+        resolve(fs, AT_FDCWD, unsafe { bytes(path) }).and_then(|p| fs.lookup(&p).map(|_| p));
     let resolved = match resolved {
         Ok(p) => p,
         Err(e) => {
@@ -289,7 +290,7 @@ pub unsafe extern "C" fn realpath(path: *const c_char, out: *mut c_char) -> *mut
 pub unsafe extern "C" fn readlink(path: *const c_char, _buf: *mut c_char, _len: usize) -> isize {
     let fs = fs();
     // SAFETY: C contract.
-    let found = normalise("/", unsafe { bytes(path) }).and_then(|p| fs.lookup(&p));
+    let found = resolve(fs, AT_FDCWD, unsafe { bytes(path) }).and_then(|p| fs.lookup(&p));
     errno::fail(found.map_or_else(|e| e, |_| errno::EINVAL)) as isize
 }
 
@@ -330,7 +331,7 @@ pub extern "C" fn fchmod(fd: c_int, _mode: u32) -> c_int {
 pub unsafe extern "C" fn chmod(path: *const c_char, _mode: u32) -> c_int {
     let fs = fs();
     // SAFETY: C contract.
-    ret(normalise("/", unsafe { bytes(path) }).and_then(|p| fs.lookup(&p)).map(|_| 0))
+    ret(resolve(fs, AT_FDCWD, unsafe { bytes(path) }).and_then(|p| fs.lookup(&p)).map(|_| 0))
 }
 
 /// # Safety
@@ -463,4 +464,46 @@ pub fn file_len(fd: c_int) -> Result<usize, c_int> {
         Kind::File(data) => Ok(data.len()),
         Kind::Dir => Ok(0),
     }
+}
+
+/// Changes the working directory (relative paths resolve against it).
+///
+/// # Safety
+/// `path` is NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
+    let fs = fs();
+    // SAFETY: C contract.
+    let target = resolve(fs, AT_FDCWD, unsafe { bytes(path) }).and_then(|p| {
+        let ino = fs.lookup(&p)?;
+        if fs.node(ino)?.is_dir() { Ok(p) } else { Err(errno::ENOTDIR) }
+    });
+    match target {
+        Ok(p) => {
+            fs.cwd = p;
+            0
+        }
+        Err(e) => errno::fail(e),
+    }
+}
+
+/// # Safety
+/// `buf` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getcwd(buf: *mut c_char, len: usize) -> *mut c_char {
+    let cwd = fs().cwd.as_bytes();
+    if buf.is_null() {
+        errno::set(errno::EINVAL);
+        return core::ptr::null_mut();
+    }
+    if len < cwd.len() + 1 {
+        errno::set(errno::ERANGE);
+        return core::ptr::null_mut();
+    }
+    // SAFETY: C contract: `buf` has `len > cwd.len()` bytes.
+    unsafe {
+        core::ptr::copy_nonoverlapping(cwd.as_ptr(), buf.cast::<u8>(), cwd.len());
+        *buf.add(cwd.len()) = 0;
+    }
+    buf
 }

@@ -66,6 +66,8 @@ pub struct Fs {
     nodes: BTreeMap<u64, Node>,
     next_ino: u64,
     open: Vec<Option<Open>>,
+    /// The working directory (normalised).
+    pub cwd: String,
 }
 
 struct Global(UnsafeCell<Option<Fs>>);
@@ -82,8 +84,13 @@ pub fn fs() -> &'static mut Fs {
     // here again.
     let slot = unsafe { &mut *FS.0.get() };
     slot.get_or_insert_with(|| {
-        let mut fs =
-            Fs { names: BTreeMap::new(), nodes: BTreeMap::new(), next_ino: 1, open: Vec::new() };
+        let mut fs = Fs {
+            names: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            next_ino: 1,
+            open: Vec::new(),
+            cwd: String::from("/"),
+        };
         fs.create("/".into(), Kind::Dir);
         fs.create("/tmp".into(), Kind::Dir);
         fs

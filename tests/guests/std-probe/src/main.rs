@@ -4,7 +4,8 @@
 //! Modes: `tls` (thread-locals with initialisers and destructors), `errors` (I/O errors std
 //! reports), `syscall` (an unknown system call number, twice), `unavailable` (fork, twice: for Mayfly only),
 //! `alloc` (the malloc family through std's allocator, with large alignments), `threads`
-//! (std::thread and std::sync), `files` (std::fs under /tmp), `spawn` (a process: for Mayfly only), `abort`.
+//! (std::thread and std::sync), `files` (std::fs under /tmp), `environment` (variables,
+//! working directory, stdin), `spawn` (a process: for Mayfly only), `abort`.
 use std::alloc::{Layout, alloc, dealloc, realloc};
 use std::cell::{Cell, RefCell};
 
@@ -310,6 +311,41 @@ fn files() {
     println!("all removed: {}", !base.exists());
 }
 
+/// The process environment: variables set and removed, the working directory, stdin.
+fn environment() {
+    use std::io::Read;
+    // SAFETY: single-threaded at this point.
+    unsafe { std::env::set_var("STD_PROBE_SET", "one") };
+    println!("set: {:?}", std::env::var("STD_PROBE_SET"));
+    // SAFETY: as above.
+    unsafe { std::env::set_var("STD_PROBE_SET", "two") };
+    println!("overwritten: {:?}", std::env::var("STD_PROBE_SET"));
+    let listed = std::env::vars().filter(|(k, _)| k.starts_with("STD_PROBE_")).count();
+    println!("listed: {listed}");
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("STD_PROBE_SET") };
+    println!("removed: {:?}", std::env::var("STD_PROBE_SET").map_err(|e| e.to_string()));
+    println!("temp dir: {}", std::env::temp_dir().display());
+    std::env::set_current_dir("/tmp").expect("cd /tmp");
+    println!("cwd: {}", std::env::current_dir().expect("cwd").display());
+    std::fs::write("relative.txt", "here").expect("write relative");
+    println!("relative file: {:?}", std::fs::read_to_string("/tmp/relative.txt"));
+    std::fs::remove_file("relative.txt").expect("remove relative");
+    println!(
+        "cd into a file: {:?}",
+        std::env::set_current_dir("/dev/null/x").map_err(|e| e.kind()).is_err()
+    );
+    let mut input = String::new();
+    println!(
+        "stdin: {:?} {input:?}",
+        std::io::stdin().read_to_string(&mut input).map_err(|e| e.kind())
+    );
+    println!(
+        "parallelism at least 1: {}",
+        std::thread::available_parallelism().map(|n| n.get() >= 1).unwrap_or(false)
+    );
+}
+
 /// Only under Mayfly: starting a process fails (twice, said once).
 fn spawn() {
     for _ in 0..2 {
@@ -331,6 +367,7 @@ fn main() {
         "threads" => threads(),
         "spawn" => spawn(),
         "files" => files(),
+        "environment" => environment(),
         "abort" => {
             println!("aborting");
             std::process::abort();
