@@ -211,3 +211,14 @@ fn std_fs_in_memory_matches_native() {
     assert_eq!(unikernel.stdout, native.stdout, "unikernel stderr: {}", unikernel.stderr);
     assert_eq!(unikernel.status, Some(0), "stderr: {}", unikernel.stderr);
 }
+
+#[test]
+fn a_thread_overflowing_its_stack_stops_the_guest_with_a_report() {
+    let unikernel = run_unikernel("tests/guests/std-probe", &["overflow"], &[]);
+    assert_eq!(unikernel.stdout, "overflowing a thread's stack\n", "stderr: {}", unikernel.stderr);
+    assert_eq!(unikernel.status, Some(101), "stderr: {}", unikernel.stderr);
+    assert_eq!(
+        unikernel.stderr.trim_end(),
+        "mayfly: guest panicked: thread 2 overflowed its stack (no guard page: the heap may be damaged)"
+    );
+}

@@ -23,6 +23,11 @@ pub type KeyDestructor = extern "C" fn(*mut c_void);
 
 /// Most thread-specific data keys (glibc's PTHREAD_KEYS_MAX is 1024; std needs a handful).
 pub const KEYS_MAX: usize = 128;
+/// Written at the lowest word of each thread stack this library allocates, and checked at
+/// every switch away from the thread: a thread that ran past the end of its stack (there is
+/// no guard page) is caught when it next blocks or yields, before it can run on.
+const STACK_CANARY: u64 = 0x6d61_7966_6c79_5354;
+
 /// Rounds of key destructors at thread exit (PTHREAD_DESTRUCTOR_ITERATIONS).
 const DESTRUCTOR_ROUNDS: usize = 4;
 
@@ -170,6 +175,8 @@ pub fn spawn(start: StartFn, arg: *mut c_void, stack_size: usize) -> Result<usiz
     if base.is_null() {
         return Err(errno::EAGAIN);
     }
+    // SAFETY: `base` is the 8-aligned start of the new stack.
+    unsafe { base.cast::<u64>().write(STACK_CANARY) };
     let mut thread = new_thread(tls, Some((base, layout)), base as usize, size);
     thread.start = Some((start, arg));
     // The first switch to the thread pops six callee-saved registers and "returns" into
@@ -236,6 +243,9 @@ fn reap() {
 /// Lets other threads run until the running one is ready again (at once if it is ready and
 /// nobody else is).
 fn schedule() {
+    if let Some(me) = current() {
+        check_stack(me);
+    }
     loop {
         reap();
         let now = now_ns();
@@ -275,6 +285,41 @@ fn schedule() {
                 mayfly::libc_host::wait(at.saturating_sub(now), true);
             }
             None => fatal(b"deadlock: every thread waits for another (futex, join) forever"),
+        }
+    }
+}
+
+/// Stops the guest if thread `thread` has written past the end of its stack.
+fn check_stack(thread: &Thread) {
+    if let Some((base, _)) = thread.stack {
+        // SAFETY: `base` is the start of the thread's live stack, where `spawn` put the canary.
+        if unsafe { base.cast::<u64>().read_volatile() } != STACK_CANARY {
+            // Formatted without the heap, which the overflow may have damaged.
+            let mut message = [0u8; 96];
+            let mut len = 0;
+            let mut push = |bytes: &[u8]| {
+                for &b in bytes {
+                    if let Some(slot) = message.get_mut(len) {
+                        *slot = b;
+                        len += 1;
+                    }
+                }
+            };
+            push(b"thread ");
+            let mut digits = [0u8; 20];
+            let mut at = digits.len();
+            let mut id = thread.id;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (id % 10) as u8;
+                id /= 10;
+                if id == 0 {
+                    break;
+                }
+            }
+            push(&digits[at..]);
+            push(b" overflowed its stack (no guard page: the heap may be damaged)");
+            fatal(&message[..len]);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! reports), `syscall` (an unknown system call number, twice), `unavailable` (fork, twice: for Mayfly only),
 //! `alloc` (the malloc family through std's allocator, with large alignments), `threads`
 //! (std::thread and std::sync), `files` (std::fs under /tmp), `environment` (variables,
-//! working directory, stdin), `spawn` (a process: for Mayfly only), `abort`.
+//! working directory, stdin), `overflow` (a thread's stack: for Mayfly only), `spawn` (a process: for Mayfly only), `abort`.
 use std::alloc::{Layout, alloc, dealloc, realloc};
 use std::cell::{Cell, RefCell};
 
@@ -346,6 +346,21 @@ fn environment() {
     );
 }
 
+/// Only under Mayfly: a thread that overflows its 64 KiB stack, yielding at every level.
+fn overflow() {
+    fn deeper(depth: u64) -> u64 {
+        let frame = std::hint::black_box([depth as u8; 512]);
+        std::thread::yield_now();
+        if depth == u64::MAX {
+            return 0;
+        }
+        u64::from(frame[7]) + deeper(depth + 1)
+    }
+    let child = std::thread::Builder::new().stack_size(64 * 1024).spawn(|| deeper(0));
+    println!("overflowing a thread's stack");
+    println!("{:?}", child.expect("spawn").join().map_err(|_| "panicked"));
+}
+
 /// Only under Mayfly: starting a process fails (twice, said once).
 fn spawn() {
     for _ in 0..2 {
@@ -368,6 +383,7 @@ fn main() {
         "spawn" => spawn(),
         "files" => files(),
         "environment" => environment(),
+        "overflow" => overflow(),
         "abort" => {
             println!("aborting");
             std::process::abort();
