@@ -222,3 +222,18 @@ fn a_thread_overflowing_its_stack_stops_the_guest_with_a_report() {
         "mayfly: guest panicked: thread 2 overflowed its stack (no guard page: the heap may be damaged)"
     );
 }
+
+#[test]
+fn building_a_std_program_without_mayfly_libc_says_how_to_fix_it() {
+    let out = mayfly()
+        .arg("build")
+        .arg(repo().join("examples/std-hello"))
+        .arg("--target-dir")
+        .arg(guest_target_dir())
+        .env("MAYFLY_LIBC_DIR", "/nonexistent/mayfly-libc")
+        .output()
+        .expect("run mayfly build");
+    let run = Run::from(out);
+    assert_ne!(run.status, Some(0));
+    run.assert_one_line_error("set MAYFLY_LIBC_DIR to its directory");
+}
