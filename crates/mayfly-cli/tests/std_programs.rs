@@ -237,3 +237,21 @@ fn building_a_std_program_without_mayfly_libc_says_how_to_fix_it() {
     assert_ne!(run.status, Some(0));
     run.assert_one_line_error("set MAYFLY_LIBC_DIR to its directory");
 }
+
+#[test]
+fn crates_io_crates_clap_serde_rayon_anyhow_work_unchanged() {
+    let native_crates = native_binary("tests/guests/std-crates", "std-crates");
+    let native = run_native(&native_crates, &["--name", "Ada", "x", "y"], &[]);
+    let unikernel = run_unikernel("tests/guests/std-crates", &["--name", "Ada", "x", "y"], &[]);
+    assert_eq!(native.status, Some(0), "native stderr: {}", native.stderr);
+    assert!(native.stdout.contains("round trip equal: true"), "{}", native.stdout);
+    assert_eq!(unikernel.stdout, native.stdout, "unikernel stderr: {}", unikernel.stderr);
+    assert_eq!(unikernel.status, Some(0), "stderr: {}", unikernel.stderr);
+
+    // A usage error: clap's message (stderr natively, the console here) and its status 2.
+    let native = run_native(&native_crates, &["--bogus"], &[]);
+    let unikernel = run_unikernel("tests/guests/std-crates", &["--bogus"], &[]);
+    assert_eq!(native.status, Some(2));
+    assert_eq!(unikernel.stdout, native.stdout + &native.stderr);
+    assert_eq!(unikernel.status, Some(2), "stderr: {}", unikernel.stderr);
+}

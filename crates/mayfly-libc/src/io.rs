@@ -127,6 +127,18 @@ pub unsafe extern "C" fn poll(fds: *mut PollFd, n: u64, timeout_ms: c_int) -> c_
     ready
 }
 
+/// The console is not a terminal (its output goes to the host's stdout, maybe a pipe): std and
+/// crates such as clap then print without colours, as natively into a pipe.
+#[unsafe(no_mangle)]
+pub extern "C" fn isatty(fd: c_int) -> c_int {
+    errno::set(if is_console(fd) || fs::fs().descriptor(fd).is_ok() {
+        errno::ENOTTY
+    } else {
+        errno::EBADF
+    });
+    0
+}
+
 const SEEK_SET: c_int = 0;
 const SEEK_CUR: c_int = 1;
 const SEEK_END: c_int = 2;

@@ -64,3 +64,8 @@ pub extern "C" fn _Unwind_DeleteException(_exception: *mut c_void) {}
 pub extern "C" fn _Unwind_RaiseException(_exception: *mut c_void) -> c_int {
     URC_END_OF_STACK
 }
+
+#[unsafe(no_mangle)]
+pub extern "C" fn _Unwind_FindEnclosingFunction(_pc: *mut c_void) -> *mut c_void {
+    core::ptr::null_mut()
+}
