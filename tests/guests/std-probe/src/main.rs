@@ -213,6 +213,27 @@ fn threads() {
         .collect();
     println!("thread-locals per thread: {per_thread:?}, main's: {}", COUNTER.with(Cell::get));
 
+    // Thread-local destructors run when a thread ends (through a pthread key's destructor).
+    static DROPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    struct CountsDrops(u8);
+    impl Drop for CountsDrops {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(usize::from(self.0), std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    thread_local! {
+        static GUARD: CountsDrops = const { CountsDrops(1) };
+    }
+    (0..3)
+        .map(|_| thread::spawn(|| GUARD.with(|g| g.0)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .for_each(|h| assert_eq!(h.join().expect("join"), 1));
+    println!(
+        "thread-local destructors run at thread exit: {}",
+        DROPPED.load(std::sync::atomic::Ordering::SeqCst)
+    );
+
     let named = thread::Builder::new().name("worker-7".into()).stack_size(64 * 1024);
     let name = named
         .spawn(|| thread::current().name().map(str::to_owned))
