@@ -255,3 +255,16 @@ fn crates_io_crates_clap_serde_rayon_anyhow_work_unchanged() {
     assert_eq!(unikernel.stdout, native.stdout + &native.stderr);
     assert_eq!(unikernel.status, Some(2), "stderr: {}", unikernel.stderr);
 }
+
+#[test]
+fn running_out_of_memory_for_threads_is_a_panic_with_its_location() {
+    let unikernel = run_unikernel("tests/guests/std-probe", &["too-many-threads"], &[]);
+    assert_eq!(unikernel.status, Some(101), "stderr: {}", unikernel.stderr);
+    // The message is longer than a line: the monitor's diagnosis still has all of it.
+    let diagnosis = unikernel.stderr.trim_end();
+    assert!(
+        diagnosis.starts_with("mayfly: guest panicked: thread 'main' (1) panicked at "),
+        "{diagnosis}"
+    );
+    assert!(diagnosis.contains("failed to spawn thread: Os { code: 11"), "{diagnosis}");
+}

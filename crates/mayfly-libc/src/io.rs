@@ -35,6 +35,9 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: usize) -> isi
     len as isize
 }
 
+/// How many of the last bytes written to stderr are kept.
+pub(crate) const TAIL_LEN: usize = mayfly_tail::LEN;
+
 /// The last line or so that went to stderr (std's panic message, before it aborts).
 pub(crate) fn stderr_tail(out: &mut [u8; mayfly_tail::LEN]) -> &[u8] {
     STDERR_TAIL.copy(out)
@@ -188,7 +191,7 @@ mod mayfly_tail {
     use super::{AtomicUsize, Ordering};
     use core::cell::UnsafeCell;
 
-    pub const LEN: usize = 256;
+    pub const LEN: usize = 1024;
 
     pub struct Tail {
         bytes: UnsafeCell<[u8; LEN]>,

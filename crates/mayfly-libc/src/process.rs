@@ -26,9 +26,9 @@ pub extern "C" fn exit_export(status: c_int) -> ! {
 /// panic message std printed just before, if any.
 #[unsafe(no_mangle)]
 pub extern "C" fn abort() -> ! {
-    let mut tail = [0u8; 256];
+    let mut tail = [0u8; crate::io::TAIL_LEN];
     let tail = crate::io::stderr_tail(&mut tail);
-    let mut message = [0u8; 256];
+    let mut message = [0u8; 1024];
     let n = panic_summary(tail, &mut message);
     let text: &[u8] = if n == 0 { b"abort() called" } else { &message[..n] };
     mayfly::libc_host::exit(134, ExitReason::Panic, text)
@@ -36,7 +36,7 @@ pub extern "C" fn abort() -> ! {
 
 /// std's panic report from the end of stderr (`thread 'main' panicked at file:line:col:` and
 /// the message), on one line, without the backtrace note; its length in `out`.
-fn panic_summary(tail: &[u8], out: &mut [u8; 256]) -> usize {
+fn panic_summary(tail: &[u8], out: &mut [u8; 1024]) -> usize {
     let needle = b"panicked at ";
     let Some(at) = tail.windows(needle.len()).rposition(|w| w == needle) else { return 0 };
     let start = tail[..at].iter().rposition(|&b| b == b'\n').map_or(0, |nl| nl + 1);

@@ -5,7 +5,8 @@
 //! reports), `syscall` (an unknown system call number, twice), `unavailable` (fork, twice: for Mayfly only),
 //! `alloc` (the malloc family through std's allocator, with large alignments), `threads`
 //! (std::thread and std::sync), `files` (std::fs under /tmp), `environment` (variables,
-//! working directory, stdin), `overflow` (a thread's stack: for Mayfly only), `spawn` (a process: for Mayfly only), `abort`.
+//! working directory, stdin), `overflow` (a thread's stack: for Mayfly only), `costs`
+//! (thread timings, not compared), `too-many-threads` (for Mayfly only), `spawn` (a process: for Mayfly only), `abort`.
 use std::alloc::{Layout, alloc, dealloc, realloc};
 use std::cell::{Cell, RefCell};
 
@@ -382,6 +383,44 @@ fn overflow() {
     println!("{:?}", child.expect("spawn").join().map_err(|_| "panicked"));
 }
 
+/// Timings, not compared by the tests (design.md quotes them): a rendezvous-channel round trip
+/// between two threads, `yield_now`, spawn and join.
+fn costs() {
+    use std::sync::mpsc::sync_channel;
+    use std::time::Instant;
+    let n = 100_000u32;
+    let (to_b, from_a) = sync_channel::<u32>(0);
+    let (to_a, from_b) = sync_channel::<u32>(0);
+    let echo =
+        std::thread::spawn(move || from_a.iter().for_each(|v| to_a.send(v + 1).expect("send")));
+    let start = Instant::now();
+    let mut v = 0;
+    for _ in 0..n {
+        to_b.send(v).expect("send");
+        v = from_b.recv().expect("recv");
+    }
+    let took = start.elapsed();
+    drop(to_b);
+    echo.join().expect("join");
+    println!("channel round trip: {:.0} ns ({v} trips)", took.as_nanos() as f64 / f64::from(n));
+    let start = Instant::now();
+    (0..n).for_each(|_| std::thread::yield_now());
+    println!("yield_now: {:.0} ns", start.elapsed().as_nanos() as f64 / f64::from(n));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..20).map(|i| std::thread::spawn(move || i)).collect();
+    let sum: i32 = handles.into_iter().map(|h| h.join().expect("join")).sum();
+    println!("spawn and join: {:.1} us ({sum})", start.elapsed().as_nanos() as f64 / 20.0 / 1000.0);
+}
+
+/// Only under Mayfly: more threads than the guest's memory holds (2 MiB stacks): std panics
+/// when a spawn fails with EAGAIN.
+fn too_many_threads() {
+    let handles: Vec<_> = (0..1000)
+        .map(|_| std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(1))))
+        .collect();
+    println!("spawned {} threads", handles.len());
+}
+
 /// Only under Mayfly: starting a process fails (twice, said once).
 fn spawn() {
     for _ in 0..2 {
@@ -405,6 +444,8 @@ fn main() {
         "files" => files(),
         "environment" => environment(),
         "overflow" => overflow(),
+        "costs" => costs(),
+        "too-many-threads" => too_many_threads(),
         "abort" => {
             println!("aborting");
             std::process::abort();
