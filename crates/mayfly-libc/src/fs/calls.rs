@@ -3,12 +3,10 @@
 use super::{EISDIR, Fs, Kind, Node, fs, normalise};
 use crate::errno;
 use crate::string::strlen;
-use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::ffi::{c_char, c_int, c_void};
 
-const AT_FDCWD: c_int = -100;
+pub(super) const AT_FDCWD: c_int = -100;
 const AT_REMOVEDIR: c_int = 0x200;
 const AT_EMPTY_PATH: c_int = 0x1000;
 const O_ACCMODE: c_int = 3;
@@ -18,12 +16,10 @@ const O_CREAT: c_int = 0o100;
 const O_EXCL: c_int = 0o200;
 const O_TRUNC: c_int = 0o1000;
 const O_APPEND: c_int = 0o2000;
-const O_DIRECTORY: c_int = 0o200000;
+pub(super) const O_DIRECTORY: c_int = 0o200000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 pub const S_IFCHR: u32 = 0o020000;
-const DT_DIR: u8 = 4;
-const DT_REG: u8 = 8;
 
 /// `struct stat` of x86-64 Linux.
 #[repr(C)]
@@ -47,7 +43,7 @@ pub struct Stat {
 const _: () = assert!(size_of::<Stat>() == 144);
 
 /// The result of a call returning 0 or a descriptor, with `errno` set on failure.
-fn ret(result: Result<c_int, c_int>) -> c_int {
+pub(super) fn ret(result: Result<c_int, c_int>) -> c_int {
     result.unwrap_or_else(errno::fail)
 }
 
@@ -55,7 +51,7 @@ fn ret(result: Result<c_int, c_int>) -> c_int {
 ///
 /// # Safety
 /// `s` is NUL-terminated.
-unsafe fn bytes<'a>(s: *const c_char) -> &'a [u8] {
+pub(super) unsafe fn bytes<'a>(s: *const c_char) -> &'a [u8] {
     // SAFETY: C contract: NUL-terminated, so `strlen` bytes are readable.
     unsafe { core::slice::from_raw_parts(s.cast::<u8>(), strlen(s)) }
 }
@@ -97,7 +93,7 @@ pub fn fstat_file(fd: c_int) -> Result<Stat, c_int> {
     Ok(fill_stat(ino, fs.node(ino)?))
 }
 
-fn open_at(dirfd: c_int, path: &[u8], flags: c_int) -> Result<c_int, c_int> {
+pub(super) fn open_at(dirfd: c_int, path: &[u8], flags: c_int) -> Result<c_int, c_int> {
     let fs = fs();
     let path = resolve(fs, dirfd, path)?;
     let access = flags & O_ACCMODE;
@@ -358,102 +354,6 @@ pub unsafe extern "C" fn pwrite64(fd: c_int, buf: *const c_void, len: usize, off
 #[unsafe(no_mangle)]
 pub extern "C" fn sendfile64(_out: c_int, _in: c_int, _offset: *mut i64, _count: usize) -> isize {
     errno::fail(errno::EINVAL) as isize
-}
-
-/// `struct dirent64`.
-#[repr(C)]
-pub struct Dirent64 {
-    ino: u64,
-    offset: i64,
-    reclen: u16,
-    kind: u8,
-    name: [u8; 256],
-}
-
-/// A `DIR`: the directory's descriptor and a snapshot of its entries.
-pub struct Dir {
-    fd: c_int,
-    entries: Vec<(String, u64, bool)>,
-    at: usize,
-    entry: Dirent64,
-}
-
-/// # Safety
-/// `path` is NUL-terminated.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut Dir {
-    // SAFETY: C contract.
-    match open_at(AT_FDCWD, unsafe { bytes(path) }, O_DIRECTORY) {
-        Ok(fd) => fdopendir(fd),
-        Err(e) => {
-            errno::set(e);
-            core::ptr::null_mut()
-        }
-    }
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn fdopendir(fd: c_int) -> *mut Dir {
-    let fs = fs();
-    let listing = fs.descriptor(fd).map(|o| (o.ino, o.path.clone())).and_then(|(ino, path)| {
-        if !fs.node(ino)?.is_dir() {
-            return Err(errno::ENOTDIR);
-        }
-        let mut entries = Vec::new();
-        for (name, child) in fs.children(&path) {
-            entries.push((name, child, fs.node(child)?.is_dir()));
-        }
-        Ok(entries)
-    });
-    match listing {
-        Ok(entries) => Box::into_raw(Box::new(Dir {
-            fd,
-            entries,
-            at: 0,
-            entry: Dirent64 { ino: 0, offset: 0, reclen: 0, kind: 0, name: [0; 256] },
-        })),
-        Err(e) => {
-            errno::set(e);
-            core::ptr::null_mut()
-        }
-    }
-}
-
-/// The next entry (`.` and `..` are not listed), or null at the end.
-///
-/// # Safety
-/// `dir` came from `opendir`/`fdopendir` and is not closed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readdir64(dir: *mut Dir) -> *mut Dirent64 {
-    // SAFETY: C contract.
-    let dir = unsafe { &mut *dir };
-    let Some((name, ino, is_dir)) = dir.entries.get(dir.at) else { return core::ptr::null_mut() };
-    dir.at += 1;
-    let n = name.len().min(255);
-    dir.entry.ino = *ino;
-    dir.entry.offset = dir.at as i64;
-    dir.entry.reclen = size_of::<Dirent64>() as u16;
-    dir.entry.kind = if *is_dir { DT_DIR } else { DT_REG };
-    dir.entry.name[..n].copy_from_slice(&name.as_bytes()[..n]);
-    dir.entry.name[n] = 0;
-    &raw mut dir.entry
-}
-
-/// # Safety
-/// `dir` came from `opendir`/`fdopendir` and is not closed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn closedir(dir: *mut Dir) -> c_int {
-    // SAFETY: C contract: made by `Box::into_raw` in `fdopendir`, closed once.
-    let dir = unsafe { Box::from_raw(dir) };
-    ret(fs().close(dir.fd).map(|_| 0))
-}
-
-/// # Safety
-/// `dir` came from `opendir`/`fdopendir` and is not closed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dirfd(dir: *mut Dir) -> c_int {
-    // SAFETY: C contract.
-    unsafe { (*dir).fd }
 }
 
 /// Whether node kind is a file (for `lseek` bounds).

@@ -8,6 +8,7 @@
 //! accessed concurrently.
 
 pub mod calls;
+pub mod dir;
 
 use crate::errno;
 use alloc::collections::BTreeMap;
