@@ -22,6 +22,7 @@ pub const EROFS: c_int = 30;
 pub const ERANGE: c_int = 34;
 pub const EDEADLK: c_int = 35;
 pub const ENOSYS: c_int = 38;
+pub const EPROTONOSUPPORT: c_int = 93;
 pub const ETIMEDOUT: c_int = 110;
 
 /// `errno` before the threads are set up (each thread has its own after).

@@ -21,9 +21,12 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: usize) -> isi
     // SAFETY: C contract: `buf` is readable for `len` bytes.
     let bytes = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len) };
     if !is_console(fd) {
-        return fs::fs()
-            .write(fd, bytes, None)
-            .map_or_else(|e| errno::fail(e) as isize, |n| n as isize);
+        let written = if fs::fs().is_socket(fd) {
+            crate::net::send_to(fd, bytes)
+        } else {
+            fs::fs().write(fd, bytes, None)
+        };
+        return written.map_or_else(|e| errno::fail(e) as isize, |n| n as isize);
     }
     if fd == 0 {
         return errno::fail(errno::EBADF) as isize;
@@ -55,7 +58,12 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, len: usize) -> isize 
         _ => {
             // SAFETY: C contract.
             let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-            fs::fs().read(fd, buf, None).map_or_else(|e| errno::fail(e) as isize, |n| n as isize)
+            let read = if fs::fs().is_socket(fd) {
+                crate::net::recv_from(fd, buf, 0)
+            } else {
+                fs::fs().read(fd, buf, None)
+            };
+            read.map_or_else(|e| errno::fail(e) as isize, |n| n as isize)
         }
     }
 }
@@ -75,10 +83,24 @@ const F_GETFL: c_int = 3;
 const O_RDWR: c_int = 2;
 
 const F_SETFD: c_int = 2;
+const F_SETFL: c_int = 4;
+const O_NONBLOCK: c_int = 0o4000;
 
 /// `fcntl(fd, cmd, arg)`: descriptor flags (close-on-exec is moot without exec).
 #[unsafe(no_mangle)]
-pub extern "C" fn fcntl(fd: c_int, cmd: c_int, _arg: usize) -> c_int {
+pub extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+    if !is_console(fd) && fs::fs().is_socket(fd) {
+        return match cmd {
+            F_GETFD | F_SETFD => 0,
+            F_GETFL => match crate::net::is_nonblocking(fd) {
+                Ok(on) => O_RDWR | if on { O_NONBLOCK } else { 0 },
+                Err(e) => errno::fail(e),
+            },
+            F_SETFL => crate::net::set_nonblocking(fd, arg as c_int & O_NONBLOCK != 0)
+                .map_or_else(errno::fail, |_| 0),
+            _ => errno::fail(errno::EINVAL),
+        };
+    }
     if !is_console(fd) && fs::fs().descriptor(fd).is_err() {
         return errno::fail(errno::EBADF);
     }

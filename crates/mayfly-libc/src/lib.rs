@@ -20,6 +20,7 @@ mod errno;
 mod fs;
 mod io;
 mod memory;
+mod net;
 mod process;
 mod sched;
 mod spawn;

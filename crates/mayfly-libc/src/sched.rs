@@ -11,10 +11,15 @@ use crate::errno;
 use crate::tls::Tls;
 use alloc::alloc::{Layout, alloc, dealloc};
 use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::task::Wake;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
+use core::future::Future;
+use core::sync::atomic::AtomicBool;
 use core::sync::atomic::{AtomicPtr, Ordering};
+use core::task::{Context, Poll, Waker};
 
 /// A thread's entry point, as `pthread_create` takes it.
 pub type StartFn = extern "C" fn(*mut c_void) -> *mut c_void;
@@ -31,7 +36,7 @@ const STACK_CANARY: u64 = 0x6d61_7966_6c79_5354;
 /// Rounds of key destructors at thread exit (PTHREAD_DESTRUCTOR_ITERATIONS).
 const DESTRUCTOR_ROUNDS: usize = 4;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum State {
     Ready,
     /// Waiting on the futex word at `addr` until woken or `deadline` (ns since boot).
@@ -43,6 +48,11 @@ enum State {
     Sleep(u64),
     /// Waiting for thread `id` to end.
     Join(usize),
+    /// Waiting for the network (its waker sets the flag) until the deadline, if any.
+    Io {
+        flag: Arc<IoFlag>,
+        deadline: Option<u64>,
+    },
     Done,
 }
 
@@ -248,13 +258,22 @@ fn schedule() {
     }
     loop {
         reap();
+        // The network stack runs at every turn (frames in, frames out, wakers).
+        let net_deadline = mayfly::libc_host::net_poll()
+            .map(|at| u64::try_from(at.since_boot().as_nanos()).unwrap_or(u64::MAX));
         let now = now_ns();
         let s = scheduler();
         for thread in s.threads.iter_mut() {
-            match thread.state {
-                State::Futex { deadline: Some(at), .. } | State::Sleep(at) if at <= now => {
+            match &thread.state {
+                State::Futex { deadline: Some(at), .. } | State::Sleep(at) if *at <= now => {
                     thread.state = State::Ready;
                     thread.woken = false;
+                }
+                State::Io { flag, deadline }
+                    if flag.0.swap(false, Ordering::AcqRel)
+                        || deadline.is_some_and(|at| at <= now) =>
+                {
+                    thread.state = State::Ready;
                 }
                 _ => {}
             }
@@ -271,18 +290,24 @@ fn schedule() {
                 return;
             }
         }
+        let io_waiters = s.threads.iter().any(|t| matches!(t.state, State::Io { .. }));
         let earliest = s
             .threads
             .iter()
-            .filter_map(|t| match t.state {
-                State::Futex { deadline, .. } => deadline,
-                State::Sleep(at) => Some(at),
+            .filter_map(|t| match &t.state {
+                State::Futex { deadline, .. } | State::Io { deadline, .. } => *deadline,
+                State::Sleep(at) => Some(*at),
                 _ => None,
             })
+            .chain(net_deadline.filter(|_| io_waiters))
             .min();
         match earliest {
             Some(at) => {
-                mayfly::libc_host::wait(at.saturating_sub(now), true);
+                mayfly::libc_host::wait(at.saturating_sub(now), !io_waiters);
+            }
+            // Threads waiting for the network wait for a frame, however long it takes.
+            None if io_waiters => {
+                mayfly::libc_host::wait(mayfly::abi::hypercall::WAIT_FOREVER, false);
             }
             None => fatal(b"deadlock: every thread waits for another (futex, join) forever"),
         }
@@ -469,4 +494,43 @@ pub fn key_delete(index: usize) -> Result<(), c_int> {
 /// Whether key `index` is allocated.
 pub fn key_valid(index: usize) -> bool {
     scheduler().key_used.get(index).copied().unwrap_or(false)
+}
+
+/// The waker of a thread waiting for the network: sets its flag.
+pub struct IoFlag(AtomicBool);
+
+impl PartialEq for IoFlag {
+    fn eq(&self, other: &IoFlag) -> bool {
+        core::ptr::eq(self, other)
+    }
+}
+
+impl Eq for IoFlag {}
+
+impl Wake for IoFlag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Runs `future` (an operation of the library OS's network stack) to completion in the calling
+/// thread, letting other threads run while it waits; `None` if `deadline` (ns since boot)
+/// passes first, or at once if `deadline` is `Some(0)` (a non-blocking attempt).
+pub fn block_on<F: Future>(future: F, deadline: Option<u64>) -> Option<F::Output> {
+    let mut future = core::pin::pin!(future);
+    let flag = Arc::new(IoFlag(AtomicBool::new(false)));
+    let waker = Waker::from(flag.clone());
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            // Let what the operation queued (frames, window updates) go out.
+            mayfly::libc_host::net_poll();
+            return Some(value);
+        }
+        if deadline.is_some_and(|at| at <= now_ns()) {
+            return None;
+        }
+        current()?;
+        running().state = State::Io { flag: flag.clone(), deadline };
+        schedule();
+    }
 }

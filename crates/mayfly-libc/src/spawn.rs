@@ -194,9 +194,15 @@ pub extern "C" fn dup2(fd: c_int, new_fd: c_int) -> c_int {
     unavailable!("dup2", ENOSYS, -1)
 }
 
-/// No terminal and no devices.
+/// No terminal and no devices; FIONBIO on a socket sets non-blocking mode.
 #[unsafe(no_mangle)]
-pub extern "C" fn ioctl(fd: c_int, _request: u64, _arg: usize) -> c_int {
+pub extern "C" fn ioctl(fd: c_int, request: u64, arg: *const c_int) -> c_int {
+    const FIONBIO: u64 = 0x5421;
+    if request == FIONBIO && crate::fs::fs().is_socket(fd) && !arg.is_null() {
+        // SAFETY: FIONBIO's argument is a readable int (C contract).
+        let on = unsafe { *arg } != 0;
+        return crate::net::set_nonblocking(fd, on).map_or_else(errno::fail, |_| 0);
+    }
     errno::fail(if (0..=2).contains(&fd) { errno::ENOTTY } else { errno::EBADF })
 }
 
@@ -208,11 +214,6 @@ pub extern "C" fn socketpair(
     _fds: *mut c_int,
 ) -> c_int {
     unavailable!("socketpair", ENOSYS, -1)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn recv(_fd: c_int, _buf: *mut c_void, _len: usize, _flags: c_int) -> isize {
-    errno::fail(errno::EBADF) as isize
 }
 
 /// Pipes (std makes them for a child's captured output) are not implemented yet.

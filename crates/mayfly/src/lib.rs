@@ -43,6 +43,11 @@ pub use mayfly_abi as abi;
 #[doc(hidden)]
 pub mod libc_host {
     pub use crate::platform::{args_block, boot_info, console_write, exit, init, wait};
+
+    /// Runs the network stack (if any); returns when it next needs to run.
+    pub fn net_poll() -> Option<crate::time::Instant> {
+        crate::net_poll()
+    }
 }
 pub use process::exit;
 pub use task::{block_on, spawn};

@@ -11,6 +11,7 @@ pub mod calls;
 pub mod dir;
 
 use crate::errno;
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -62,11 +63,19 @@ pub struct Open {
     pub path: String,
 }
 
+/// What a descriptor from 3 up refers to.
+pub enum Entry {
+    File(Open),
+    Socket(Box<crate::net::Socket>),
+    /// A socket taken out by a thread blocked in an operation on it.
+    Busy,
+}
+
 pub struct Fs {
     names: BTreeMap<String, u64>,
     nodes: BTreeMap<u64, Node>,
     next_ino: u64,
-    open: Vec<Option<Open>>,
+    open: Vec<Option<Entry>>,
     /// The working directory (normalised).
     pub cwd: String,
 }
@@ -277,7 +286,11 @@ impl Fs {
         append: bool,
     ) -> Result<c_int, c_int> {
         self.node_mut(ino)?.opens += 1;
-        let entry = Open { ino, offset: 0, readable, writable, append, path };
+        self.add(Entry::File(Open { ino, offset: 0, readable, writable, append, path }))
+    }
+
+    /// Puts `entry` at the lowest free descriptor.
+    pub fn add(&mut self, entry: Entry) -> Result<c_int, c_int> {
         let slot = match self.open.iter().position(Option::is_none) {
             Some(free) => {
                 self.open[free] = Some(entry);
@@ -291,18 +304,63 @@ impl Fs {
         c_int::try_from(slot).map(|s| s + FIRST_FD).map_err(|_| errno::EBADF)
     }
 
-    pub fn descriptor(&mut self, fd: c_int) -> Result<&mut Open, c_int> {
+    fn slot(&mut self, fd: c_int) -> Result<&mut Option<Entry>, c_int> {
         let index = usize::try_from(fd - FIRST_FD).map_err(|_| errno::EBADF)?;
-        self.open.get_mut(index).and_then(Option::as_mut).ok_or(errno::EBADF)
+        self.open.get_mut(index).ok_or(errno::EBADF)
+    }
+
+    /// The open file `fd` (EBADF for a socket or a free number).
+    pub fn descriptor(&mut self, fd: c_int) -> Result<&mut Open, c_int> {
+        match self.slot(fd)? {
+            Some(Entry::File(open)) => Ok(open),
+            _ => Err(errno::EBADF),
+        }
+    }
+
+    /// Whether `fd` is a socket.
+    pub fn is_socket(&mut self, fd: c_int) -> bool {
+        matches!(self.slot(fd), Ok(Some(Entry::Socket(_) | Entry::Busy)))
+    }
+
+    /// Takes socket `fd` out for an operation that may block (ENOTSOCK for a file, EBUSY if
+    /// another thread has it).
+    pub fn take_socket(&mut self, fd: c_int) -> Result<Box<crate::net::Socket>, c_int> {
+        let slot = self.slot(fd)?;
+        match slot.take() {
+            Some(Entry::Socket(socket)) => {
+                *slot = Some(Entry::Busy);
+                Ok(socket)
+            }
+            other => {
+                let err = match &other {
+                    Some(Entry::Busy) => EBUSY,
+                    Some(Entry::File(_)) => crate::net::ENOTSOCK,
+                    Some(Entry::Socket(_)) | None => errno::EBADF,
+                };
+                *slot = other;
+                Err(err)
+            }
+        }
+    }
+
+    /// Puts back socket `fd` taken by [`Fs::take_socket`] (dropping it if `fd` was closed
+    /// meanwhile).
+    pub fn put_socket(&mut self, fd: c_int, socket: Box<crate::net::Socket>) {
+        if let Ok(slot) = self.slot(fd)
+            && matches!(slot, Some(Entry::Busy))
+        {
+            *slot = Some(Entry::Socket(socket));
+        }
     }
 
     pub fn close(&mut self, fd: c_int) -> Result<(), c_int> {
-        let index = usize::try_from(fd - FIRST_FD).map_err(|_| errno::EBADF)?;
-        let entry = self.open.get_mut(index).and_then(Option::take).ok_or(errno::EBADF)?;
-        if let Some(node) = self.nodes.get_mut(&entry.ino) {
-            node.opens = node.opens.saturating_sub(1);
+        let entry = self.slot(fd)?.take().ok_or(errno::EBADF)?;
+        if let Entry::File(open) = entry {
+            if let Some(node) = self.nodes.get_mut(&open.ino) {
+                node.opens = node.opens.saturating_sub(1);
+            }
+            self.collect(open.ino);
         }
-        self.collect(entry.ino);
         Ok(())
     }
 

@@ -164,6 +164,18 @@ impl TcpStream {
         .flatten()
     }
 
+    /// The local address and port.
+    pub fn local(&self) -> Option<([u8; 4], u16)> {
+        with_stack(|stack| {
+            let endpoint = stack.sockets.get::<Socket>(self.handle).local_endpoint()?;
+            match endpoint.addr {
+                IpAddress::Ipv4(v4) => Some((v4.octets(), endpoint.port)),
+            }
+        })
+        .ok()
+        .flatten()
+    }
+
     /// Reads into `buf`; `Ok(0)` means the peer closed its side.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
         poll_fn(|cx| {
