@@ -9,6 +9,7 @@
 //! A crate that does not depend on `mayfly` is an ordinary std program: [`std_image`] links it
 //! against mayfly-libc instead of the system's C library.
 
+mod manifest_patch;
 mod std_image;
 
 use anyhow::{Context, Result, bail};
@@ -154,8 +155,9 @@ pub fn build(request: &BuildRequest) -> Result<BuiltImage> {
     std::fs::create_dir_all(&target_dir)
         .with_context(|| format!("cannot create target directory {}", target_dir.display()))?;
     let target_dir = target_dir.canonicalize()?;
-    let rustflags = if std_image::is_std_program(&manifest)? {
-        std_image::prepare(&target_dir, request.keep_symbols)?
+    let std_program = std_image::is_std_program(&manifest)?;
+    let rustflags = if std_program {
+        std_image::prepare(&target_dir, &manifest, request.keep_symbols)?
     } else {
         let script = target_dir.join("mayfly.ld");
         write_if_changed(&script, LINKER_SCRIPT.as_bytes())?;
@@ -168,6 +170,9 @@ pub fn build(request: &BuildRequest) -> Result<BuiltImage> {
         .with_context(|| {
             format!("{} has no binary target: a guest crate is a binary crate", manifest.display())
         })?;
+    if std_program {
+        std_image::finish(&target_dir, &manifest, &built)?;
+    }
     let path = match &request.output {
         Some(out) => {
             if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {

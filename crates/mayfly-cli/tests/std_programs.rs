@@ -304,3 +304,13 @@ fn std_echo_serves_tcp_with_a_thread_per_connection() {
     let (status, stderr) = running.wait(std::time::Duration::from_secs(10));
     assert_eq!(status, Some(0), "stderr: {stderr}");
 }
+
+#[test]
+fn a_std_program_declares_a_nic_only_if_it_uses_sockets() {
+    require_kvm();
+    // std-hello has no socket code: its image declares no NIC, so --publish is refused.
+    let run = run_image(&guest_image("examples/std-hello"), &["--publish", "0:80"], &["quick"]);
+    assert_ne!(run.status, Some(0));
+    run.assert_one_line_error("the image declares no network device");
+    // std-echo keeps it (std_echo_serves_tcp_with_a_thread_per_connection publishes a port).
+}

@@ -63,7 +63,7 @@ pub fn is_std_program(manifest: &Path) -> Result<bool> {
 
 /// Builds mayfly-libc and lays out the library directory and linker script under
 /// `target_dir`; returns the rustflags that link a std program against them.
-pub fn prepare(target_dir: &Path, keep_symbols: bool) -> Result<Vec<String>> {
+pub fn prepare(target_dir: &Path, manifest: &Path, keep_symbols: bool) -> Result<Vec<String>> {
     let sources = std::env::var_os("MAYFLY_LIBC_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(LIBC_SOURCES));
@@ -91,6 +91,9 @@ pub fn prepare(target_dir: &Path, keep_symbols: bool) -> Result<Vec<String>> {
         std::fs::read(&archive).with_context(|| format!("cannot read {}", archive.display()))?;
     let mut hasher = std::hash::DefaultHasher::new();
     std::hash::Hash::hash(&libc, &mut hasher);
+    std::fs::create_dir_all(target_dir.join("mayfly-std-maps")).with_context(|| {
+        format!("cannot create {}", target_dir.join("mayfly-std-maps").display())
+    })?;
     let lib_dir = target_dir
         .join("mayfly-std-lib")
         .join(format!("{:016x}", std::hash::Hasher::finish(&hasher)));
@@ -112,6 +115,23 @@ pub fn prepare(target_dir: &Path, keep_symbols: bool) -> Result<Vec<String>> {
         format!("-Clink-arg=-Wl,-T,{}", script.display()),
         "-Clink-arg=-Wl,--build-id=none".to_string(),
         "-Clink-arg=-Wl,-z,noexecstack".to_string(),
+        format!("-Clink-arg=-Wl,-Map={}", map_path(target_dir, manifest).display()),
     ]);
     Ok(flags)
+}
+
+/// Where the linker writes its map for the crate at `manifest`.
+fn map_path(target_dir: &Path, manifest: &Path) -> PathBuf {
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(manifest, &mut hasher);
+    let name = format!("{:016x}.map", std::hash::Hasher::finish(&hasher));
+    target_dir.join("mayfly-std-maps").join(name)
+}
+
+/// After the link: the image declares a NIC only if the program kept the socket code.
+pub fn finish(target_dir: &Path, manifest: &Path, image: &Path) -> Result<()> {
+    if !super::manifest_patch::map_has_symbol(&map_path(target_dir, manifest), "socket")? {
+        super::manifest_patch::clear_device(image, mayfly_abi::manifest::Device::Net)?;
+    }
+    Ok(())
 }
