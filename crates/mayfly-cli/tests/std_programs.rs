@@ -314,3 +314,19 @@ fn a_std_program_declares_a_nic_only_if_it_uses_sockets() {
     run.assert_one_line_error("the image declares no network device");
     // std-echo keeps it (std_echo_serves_tcp_with_a_thread_per_connection publishes a port).
 }
+
+#[test]
+fn what_a_std_program_wrote_to_a_socket_reaches_the_peer_after_it_exits() {
+    use std::io::Read;
+    let image = guest_image("examples/std-echo");
+    let running =
+        Running::start(&image, &["--publish", "0:7", "--timeout", "30"], &["greet=300000"]);
+    wait_for_stdout(&running, "listening on port 7\n");
+    let mut client = std::net::TcpStream::connect(running.addr).expect("connect");
+    client.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut greeting = Vec::new();
+    client.read_to_end(&mut greeting).expect("read to the end");
+    assert_eq!(greeting.len(), 300_000, "bytes received before the end of the stream");
+    let (status, stderr) = running.wait(std::time::Duration::from_secs(10));
+    assert_eq!(status, Some(0), "stderr: {stderr}");
+}

@@ -6,8 +6,26 @@ use crate::errno;
 use core::ffi::{c_char, c_int, c_long, c_ulong, c_void};
 use mayfly::abi::ExitReason;
 
-/// Ends the program with `status` (std has already flushed its buffers).
+/// How long an exiting program waits for its TCP data to be acknowledged.
+const NETWORK_LINGER_NS: u64 = 2_000_000_000;
+
+/// Ends the program with `status` (std has already flushed its buffers). What the program
+/// wrote to sockets is delivered first, as a native process's kernel would (for at most
+/// [`NETWORK_LINGER_NS`]).
 pub(crate) fn exit(status: c_int) -> ! {
+    let now =
+        || u64::try_from(mayfly::time::Instant::now().since_boot().as_nanos()).unwrap_or(u64::MAX);
+    let deadline = now().saturating_add(NETWORK_LINGER_NS);
+    loop {
+        let next = mayfly::libc_host::net_poll();
+        if !mayfly::libc_host::net_has_unsent() || now() >= deadline {
+            break;
+        }
+        let next = next.map_or(deadline, |at| {
+            u64::try_from(at.since_boot().as_nanos()).unwrap_or(u64::MAX).min(deadline)
+        });
+        mayfly::libc_host::wait(next.saturating_sub(now()), false);
+    }
     mayfly::exit(status)
 }
 

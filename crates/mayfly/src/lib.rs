@@ -48,6 +48,14 @@ pub mod libc_host {
     pub fn net_poll() -> Option<crate::time::Instant> {
         crate::net_poll()
     }
+
+    /// Whether written TCP data is not all acknowledged yet (see `net::has_unsent`).
+    pub fn net_has_unsent() -> bool {
+        #[cfg(feature = "net")]
+        return crate::net::has_unsent();
+        #[cfg(not(feature = "net"))]
+        false
+    }
 }
 pub use process::exit;
 pub use task::{block_on, spawn};

@@ -1,7 +1,9 @@
 //! A TCP echo server written against std only, a thread per connection. It runs natively and,
 //! unchanged, as a Mayfly unikernel: `mayfly run --publish 7007:7 examples/std-echo`.
 //!
-//! Arguments: the port (default 7); `connections=N` exits after serving N connections.
+//! Arguments: the port (default 7); `connections=N` exits after serving N connections;
+//! `greet=BYTES` answers the first connection with that many bytes and exits at once (what
+//! was written must still reach the peer, as from a native process).
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
@@ -25,6 +27,13 @@ fn main() -> std::io::Result<()> {
         args.iter().find_map(|a| a.strip_prefix("connections=")).and_then(|n| n.parse().ok());
     let listener = TcpListener::bind(("0.0.0.0", port))?;
     println!("listening on port {}", listener.local_addr()?.port());
+    if let Some(bytes) = args.iter().find_map(|a| a.strip_prefix("greet=")) {
+        let bytes: usize = bytes.parse().unwrap_or(0);
+        let (mut stream, _) = listener.accept()?;
+        stream.write_all(&vec![b'g'; bytes])?;
+        println!("greeted with {bytes} bytes");
+        return Ok(());
+    }
     let mut workers = Vec::new();
     for (n, stream) in listener.incoming().enumerate() {
         let stream = stream?;
