@@ -22,7 +22,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: usize) -> isi
     let bytes = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len) };
     if !is_console(fd) {
         let written = if fs::fs().is_socket(fd) {
-            crate::net::send_to(fd, bytes)
+            crate::net::socket_write(fd, bytes)
         } else {
             fs::fs().write(fd, bytes, None)
         };
@@ -59,7 +59,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, len: usize) -> isize 
             // SAFETY: C contract.
             let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
             let read = if fs::fs().is_socket(fd) {
-                crate::net::recv_from(fd, buf, 0)
+                crate::net::socket_read(fd, buf, 0)
             } else {
                 fs::fs().read(fd, buf, None)
             };

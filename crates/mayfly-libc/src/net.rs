@@ -12,6 +12,68 @@ use alloc::boxed::Box;
 use core::ffi::{c_int, c_void};
 use mayfly::net::{NetError, TcpListener, TcpStream};
 
+/// The network stack's entry points, installed by the first `socket` call. The scheduler and
+/// `exit` reach the stack only through them, so a program that never makes a socket does not
+/// link smoltcp at all (`--gc-sections` drops what only `socket` reaches).
+struct Hooks {
+    /// Runs the stack; returns when it next needs to run (ns since boot).
+    poll: fn() -> Option<u64>,
+    /// Whether written data is not all acknowledged yet.
+    unsent: fn() -> bool,
+    recv: fn(c_int, &mut [u8], c_int) -> Result<usize, c_int>,
+    send: fn(c_int, &[u8]) -> Result<usize, c_int>,
+    set_nonblocking: fn(c_int, bool) -> Result<(), c_int>,
+    is_nonblocking: fn(c_int) -> Result<bool, c_int>,
+}
+
+struct HookCell(core::cell::UnsafeCell<Option<Hooks>>);
+
+// SAFETY: one thread runs at a time; the cell is written once per `socket` call and read by
+// the running thread only.
+unsafe impl Sync for HookCell {}
+
+static HOOKS: HookCell = HookCell(core::cell::UnsafeCell::new(None));
+
+fn hooks() -> Option<&'static Hooks> {
+    // SAFETY: see `HookCell`.
+    unsafe { (*HOOKS.0.get()).as_ref() }
+}
+
+fn poll_stack() -> Option<u64> {
+    mayfly::libc_host::net_poll()
+        .map(|at| u64::try_from(at.since_boot().as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Runs the network stack if the program uses it; returns when it next needs to run.
+pub fn poll() -> Option<u64> {
+    hooks().and_then(|h| (h.poll)())
+}
+
+/// Whether the program wrote socket data that is not all acknowledged yet.
+pub fn unsent() -> bool {
+    hooks().is_some_and(|h| (h.unsent)())
+}
+
+/// `read`/`recv` on socket `fd` (for the descriptor calls of `io`).
+pub fn socket_read(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int> {
+    hooks().ok_or(ENOTSOCK).and_then(|h| (h.recv)(fd, buf, flags))
+}
+
+/// `write`/`send` on socket `fd`.
+pub fn socket_write(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
+    hooks().ok_or(ENOTSOCK).and_then(|h| (h.send)(fd, buf))
+}
+
+/// Sets or clears non-blocking mode of socket `fd` (FIONBIO, fcntl O_NONBLOCK).
+pub fn set_nonblocking(fd: c_int, on: bool) -> Result<(), c_int> {
+    hooks().ok_or(ENOTSOCK).and_then(|h| (h.set_nonblocking)(fd, on))
+}
+
+/// Whether socket `fd` is non-blocking.
+pub fn is_nonblocking(fd: c_int) -> Result<bool, c_int> {
+    hooks().ok_or(ENOTSOCK).and_then(|h| (h.is_nonblocking)(fd))
+}
+
 pub const ENOTSOCK: c_int = 88;
 const EOPNOTSUPP: c_int = 95;
 const EAFNOSUPPORT: c_int = 97;
@@ -89,7 +151,10 @@ fn deadline(socket: &Socket, timeout_ns: Option<u64>) -> Option<u64> {
 /// Runs `op` on socket `fd`, taken out of the descriptor table while it runs (it may block).
 fn with_socket<R>(fd: c_int, op: impl FnOnce(&mut Socket) -> Result<R, c_int>) -> Result<R, c_int> {
     let mut socket = fs().take_socket(fd)?;
-    let result = op(&mut socket);
+    let result = match socket.downcast_mut::<Socket>() {
+        Some(socket) => op(socket),
+        None => Err(ENOTSOCK),
+    };
     fs().put_socket(fd, socket);
     result
 }
@@ -110,13 +175,26 @@ pub extern "C" fn socket(domain: c_int, kind: c_int, _protocol: c_int) -> c_int 
     if kind & 0xf != SOCK_STREAM {
         return unavailable!("a UDP or raw socket", EPROTONOSUPPORT, -1);
     }
+    // SAFETY: see `HookCell`.
+    unsafe {
+        // Opaque to the optimiser: otherwise it may call these functions directly from the
+        // readers (the only value ever stored), and every program would link the stack.
+        *HOOKS.0.get() = core::hint::black_box(Some(Hooks {
+            poll: poll_stack,
+            unsent: mayfly::libc_host::net_has_unsent,
+            recv: recv_from,
+            send: send_to,
+            set_nonblocking: set_socket_nonblocking,
+            is_nonblocking: socket_is_nonblocking,
+        }));
+    }
     let socket = Socket {
         state: State::Fresh { port: 0 },
         nonblocking: kind & SOCK_NONBLOCK != 0,
         read_timeout_ns: None,
         write_timeout_ns: None,
     };
-    ret(fs().add(Entry::Socket(Box::new(socket))))
+    ret(fs().add(Entry::Socket(Box::new(socket) as Box<dyn core::any::Any>)))
 }
 
 /// Reads a `sockaddr_in`: (address, port).
@@ -218,7 +296,7 @@ pub unsafe extern "C" fn accept4(
         read_timeout_ns: None,
         write_timeout_ns: None,
     };
-    let fd = ret(fs().add(Entry::Socket(Box::new(socket))));
+    let fd = ret(fs().add(Entry::Socket(Box::new(socket) as Box<dyn core::any::Any>)));
     if fd >= 0 {
         // SAFETY: C contract.
         unsafe { write_addr(addr, len, peer) };
@@ -262,7 +340,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const SockaddrIn, len: u32) -
 }
 
 /// Reads from connected socket `fd`.
-pub fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int> {
+fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int> {
     if flags & MSG_PEEK != 0 {
         return Err(EOPNOTSUPP);
     }
@@ -282,7 +360,7 @@ pub fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int
 }
 
 /// Writes to connected socket `fd`.
-pub fn send_to(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
+fn send_to(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
     with_socket(fd, |socket| {
         let at = deadline(socket, socket.write_timeout_ns);
         let State::Connected { stream, .. } = &mut socket.state else { return Err(ENOTCONN) };
@@ -458,16 +536,14 @@ pub unsafe extern "C" fn getsockopt(
     0
 }
 
-/// Sets or clears non-blocking mode (FIONBIO, fcntl O_NONBLOCK).
-pub fn set_nonblocking(fd: c_int, on: bool) -> Result<(), c_int> {
+fn set_socket_nonblocking(fd: c_int, on: bool) -> Result<(), c_int> {
     with_socket(fd, |socket| {
         socket.nonblocking = on;
         Ok(())
     })
 }
 
-/// Whether socket `fd` is non-blocking.
-pub fn is_nonblocking(fd: c_int) -> Result<bool, c_int> {
+fn socket_is_nonblocking(fd: c_int) -> Result<bool, c_int> {
     with_socket(fd, |socket| Ok(socket.nonblocking))
 }
 

@@ -17,13 +17,11 @@ pub(crate) fn exit(status: c_int) -> ! {
         || u64::try_from(mayfly::time::Instant::now().since_boot().as_nanos()).unwrap_or(u64::MAX);
     let deadline = now().saturating_add(NETWORK_LINGER_NS);
     loop {
-        let next = mayfly::libc_host::net_poll();
-        if !mayfly::libc_host::net_has_unsent() || now() >= deadline {
+        let next = crate::net::poll();
+        if !crate::net::unsent() || now() >= deadline {
             break;
         }
-        let next = next.map_or(deadline, |at| {
-            u64::try_from(at.since_boot().as_nanos()).unwrap_or(u64::MAX).min(deadline)
-        });
+        let next = next.map_or(deadline, |at| at.min(deadline));
         mayfly::libc_host::wait(next.saturating_sub(now()), false);
     }
     mayfly::exit(status)

@@ -259,8 +259,7 @@ fn schedule() {
     loop {
         reap();
         // The network stack runs at every turn (frames in, frames out, wakers).
-        let net_deadline = mayfly::libc_host::net_poll()
-            .map(|at| u64::try_from(at.since_boot().as_nanos()).unwrap_or(u64::MAX));
+        let net_deadline = crate::net::poll();
         let now = now_ns();
         let s = scheduler();
         for thread in s.threads.iter_mut() {
@@ -523,7 +522,7 @@ pub fn block_on<F: Future>(future: F, deadline: Option<u64>) -> Option<F::Output
     loop {
         if let Poll::Ready(value) = future.as_mut().poll(&mut Context::from_waker(&waker)) {
             // Let what the operation queued (frames, window updates) go out.
-            mayfly::libc_host::net_poll();
+            crate::net::poll();
             return Some(value);
         }
         if deadline.is_some_and(|at| at <= now_ns()) {

@@ -66,7 +66,9 @@ pub struct Open {
 /// What a descriptor from 3 up refers to.
 pub enum Entry {
     File(Open),
-    Socket(Box<crate::net::Socket>),
+    /// A socket (a `net::Socket`, behind `Any` so that only `net` refers to its code: a
+    /// program without sockets then links no network stack).
+    Socket(Box<dyn core::any::Any>),
     /// A socket taken out by a thread blocked in an operation on it.
     Busy,
 }
@@ -324,7 +326,7 @@ impl Fs {
 
     /// Takes socket `fd` out for an operation that may block (ENOTSOCK for a file, EBUSY if
     /// another thread has it).
-    pub fn take_socket(&mut self, fd: c_int) -> Result<Box<crate::net::Socket>, c_int> {
+    pub fn take_socket(&mut self, fd: c_int) -> Result<Box<dyn core::any::Any>, c_int> {
         let slot = self.slot(fd)?;
         match slot.take() {
             Some(Entry::Socket(socket)) => {
@@ -345,7 +347,7 @@ impl Fs {
 
     /// Puts back socket `fd` taken by [`Fs::take_socket`] (dropping it if `fd` was closed
     /// meanwhile).
-    pub fn put_socket(&mut self, fd: c_int, socket: Box<crate::net::Socket>) {
+    pub fn put_socket(&mut self, fd: c_int, socket: Box<dyn core::any::Any>) {
         if let Ok(slot) = self.slot(fd)
             && matches!(slot, Some(Entry::Busy))
         {
