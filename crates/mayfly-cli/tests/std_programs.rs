@@ -330,3 +330,40 @@ fn what_a_std_program_wrote_to_a_socket_reaches_the_peer_after_it_exits() {
     let (status, stderr) = running.wait(std::time::Duration::from_secs(10));
     assert_eq!(status, Some(0), "stderr: {stderr}");
 }
+
+/// CPU time (user + system, in clock ticks) the process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').expect("stat format").1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn tokio_echo_runs_unchanged_and_sleeps_when_idle() {
+    use std::io::{Read, Write};
+    let image = guest_image("examples/tokio-echo");
+    let running =
+        Running::start(&image, &["--publish", "0:7", "--timeout", "30"], &["connections=3"]);
+    wait_for_stdout(&running, "listening on port 7\n");
+    assert!(running.stdout().contains("timer slept at least 10 ms: true"), "{}", running.stdout());
+    // Idle: the runtime waits in epoll_wait, the vCPU in the monitor (no spinning).
+    let before = cpu_ticks(running.pid());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let idle = cpu_ticks(running.pid()) - before;
+    assert!(idle <= 10, "an idle tokio guest used {idle} ticks of CPU in 0.5 s");
+    let mut clients: Vec<std::net::TcpStream> =
+        (0..3).map(|_| std::net::TcpStream::connect(running.addr).expect("connect")).collect();
+    for (i, client) in clients.iter_mut().enumerate().rev() {
+        client.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let message = format!("tokio {i} ").repeat(3000);
+        client.write_all(message.as_bytes()).unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        client.read_exact(&mut echoed).expect("read the echo");
+        assert!(echoed == message.as_bytes(), "connection {i}: a different echo");
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(client.read(&mut [0u8; 16]).expect("read the end"), 0);
+    }
+    let (status, stderr) = running.wait(std::time::Duration::from_secs(10));
+    assert_eq!(status, Some(0), "stderr: {stderr}");
+}

@@ -75,7 +75,10 @@ pub extern "C" fn close(fd: c_int) -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn dup(fd: c_int) -> c_int {
-    if is_console(fd) { unavailable!("dup", ENOSYS, -1) } else { errno::fail(errno::EBADF) }
+    if is_console(fd) {
+        return unavailable!("dup of the console", ENOSYS, -1);
+    }
+    fs::fs().duplicate(fd).unwrap_or_else(errno::fail)
 }
 
 const F_GETFD: c_int = 1;
@@ -84,6 +87,8 @@ const O_RDWR: c_int = 2;
 
 const F_SETFD: c_int = 2;
 const F_SETFL: c_int = 4;
+const F_DUPFD: c_int = 0;
+const F_DUPFD_CLOEXEC: c_int = 1030;
 const O_NONBLOCK: c_int = 0o4000;
 
 /// `fcntl(fd, cmd, arg)`: descriptor flags (close-on-exec is moot without exec).
@@ -98,6 +103,7 @@ pub extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
             },
             F_SETFL => crate::net::set_nonblocking(fd, arg as c_int & O_NONBLOCK != 0)
                 .map_or_else(errno::fail, |_| 0),
+            F_DUPFD | F_DUPFD_CLOEXEC => fs::fs().duplicate(fd).unwrap_or_else(errno::fail),
             _ => errno::fail(errno::EINVAL),
         };
     }

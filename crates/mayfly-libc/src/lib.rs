@@ -16,9 +16,11 @@ extern crate alloc;
 #[macro_use]
 mod report;
 mod env;
+mod epoll;
 mod errno;
 mod fs;
 mod io;
+mod math;
 mod memory;
 mod net;
 mod process;

@@ -114,6 +114,9 @@ enum State {
 pub struct Socket {
     state: State,
     nonblocking: bool,
+    /// Readiness already reported by `epoll_wait` (edge-triggered: reported again only after
+    /// the socket was seen not ready, or an operation on it found it not ready).
+    pub(crate) reported: (bool, bool),
     read_timeout_ns: Option<u64>,
     write_timeout_ns: Option<u64>,
 }
@@ -150,13 +153,88 @@ fn deadline(socket: &Socket, timeout_ns: Option<u64>) -> Option<u64> {
 
 /// Runs `op` on socket `fd`, taken out of the descriptor table while it runs (it may block).
 fn with_socket<R>(fd: c_int, op: impl FnOnce(&mut Socket) -> Result<R, c_int>) -> Result<R, c_int> {
-    let mut socket = fs().take_socket(fd)?;
-    let result = match socket.downcast_mut::<Socket>() {
-        Some(socket) => op(socket),
+    with_object(fd, op)
+}
+
+/// Runs `op` on the network object (socket, epoll, eventfd) of type `T` behind `fd`, taken
+/// out of the descriptor table while it runs (ENOTSOCK if `fd` holds something else).
+pub(crate) fn with_object<T: 'static, R>(
+    fd: c_int,
+    op: impl FnOnce(&mut T) -> Result<R, c_int>,
+) -> Result<R, c_int> {
+    let mut object = fs().take_socket(fd)?;
+    let result = match object.downcast_mut::<T>() {
+        Some(object) => op(object),
         None => Err(ENOTSOCK),
     };
-    fs().put_socket(fd, socket);
+    fs().put_socket(fd, object);
     result
+}
+
+/// Whether `fd` holds a network object of type `T`.
+pub(crate) fn holds<T: 'static>(fd: c_int) -> bool {
+    with_object(fd, |_: &mut T| Ok(())).is_ok()
+}
+
+/// Installs the hooks (first socket, epoll or eventfd).
+pub(crate) fn install_hooks() {
+    // SAFETY: see `HookCell`.
+    unsafe {
+        // Opaque to the optimiser: otherwise it may call these functions directly from the
+        // readers (the only value ever stored), and every program would link the stack.
+        *HOOKS.0.get() = core::hint::black_box(Some(Hooks {
+            poll: poll_stack,
+            unsent: mayfly::libc_host::net_has_unsent,
+            recv: object_read,
+            send: object_write,
+            set_nonblocking: set_object_nonblocking,
+            is_nonblocking: object_is_nonblocking,
+        }));
+    }
+}
+
+fn object_read(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int> {
+    if holds::<crate::epoll::EventFd>(fd) {
+        return crate::epoll::eventfd_read(fd, buf);
+    }
+    recv_from(fd, buf, flags)
+}
+
+fn object_write(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
+    if holds::<crate::epoll::EventFd>(fd) {
+        return crate::epoll::eventfd_write(fd, buf);
+    }
+    send_to(fd, buf)
+}
+
+fn set_object_nonblocking(fd: c_int, on: bool) -> Result<(), c_int> {
+    if holds::<crate::epoll::EventFd>(fd) {
+        return with_object(fd, |e: &mut crate::epoll::EventFd| {
+            e.nonblocking = on;
+            Ok(())
+        });
+    }
+    set_socket_nonblocking(fd, on)
+}
+
+fn object_is_nonblocking(fd: c_int) -> Result<bool, c_int> {
+    if holds::<crate::epoll::EventFd>(fd) {
+        return with_object(fd, |e: &mut crate::epoll::EventFd| Ok(e.nonblocking));
+    }
+    socket_is_nonblocking(fd)
+}
+
+/// Readiness of socket `fd` for `epoll_wait`: (readable, writable), registering `cx` for what
+/// is not ready.
+pub(crate) fn socket_readiness(
+    socket: &mut Socket,
+    cx: &mut core::task::Context<'_>,
+) -> (bool, bool) {
+    match &mut socket.state {
+        State::Fresh { .. } => (false, false),
+        State::Listening(listener) => (listener.poll_acceptable(cx), false),
+        State::Connected { stream, .. } => stream.poll_ready(cx),
+    }
 }
 
 fn ret(result: Result<c_int, c_int>) -> c_int {
@@ -175,22 +253,11 @@ pub extern "C" fn socket(domain: c_int, kind: c_int, _protocol: c_int) -> c_int 
     if kind & 0xf != SOCK_STREAM {
         return unavailable!("a UDP or raw socket", EPROTONOSUPPORT, -1);
     }
-    // SAFETY: see `HookCell`.
-    unsafe {
-        // Opaque to the optimiser: otherwise it may call these functions directly from the
-        // readers (the only value ever stored), and every program would link the stack.
-        *HOOKS.0.get() = core::hint::black_box(Some(Hooks {
-            poll: poll_stack,
-            unsent: mayfly::libc_host::net_has_unsent,
-            recv: recv_from,
-            send: send_to,
-            set_nonblocking: set_socket_nonblocking,
-            is_nonblocking: socket_is_nonblocking,
-        }));
-    }
+    install_hooks();
     let socket = Socket {
         state: State::Fresh { port: 0 },
         nonblocking: kind & SOCK_NONBLOCK != 0,
+        reported: (false, false),
         read_timeout_ns: None,
         write_timeout_ns: None,
     };
@@ -282,7 +349,10 @@ pub unsafe extern "C" fn accept4(
         let State::Listening(listener) = &mut socket.state else { return Err(errno::EINVAL) };
         match block_on(listener.accept(), at) {
             Some(stream) => stream.map_err(|e| net_errno(e, false)),
-            None => Err(errno::EAGAIN),
+            None => {
+                socket.reported.0 = false;
+                Err(errno::EAGAIN)
+            }
         }
     });
     let stream = match accepted {
@@ -293,6 +363,7 @@ pub unsafe extern "C" fn accept4(
     let socket = Socket {
         state: State::Connected { stream, read_shut: false },
         nonblocking: flags & SOCK_NONBLOCK != 0,
+        reported: (false, false),
         read_timeout_ns: None,
         write_timeout_ns: None,
     };
@@ -354,7 +425,10 @@ fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int> {
         }
         match block_on(stream.read(buf), at) {
             Some(result) => result.map_err(|e| net_errno(e, false)),
-            None => Err(errno::EAGAIN),
+            None => {
+                socket.reported.0 = false;
+                Err(errno::EAGAIN)
+            }
         }
     })
 }
@@ -369,7 +443,10 @@ fn send_to(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
         }
         match block_on(stream.write(buf), at) {
             Some(result) => result.map_err(|e| net_errno(e, false)),
-            None => Err(errno::EAGAIN),
+            None => {
+                socket.reported.1 = false;
+                Err(errno::EAGAIN)
+            }
         }
     })
 }

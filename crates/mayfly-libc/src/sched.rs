@@ -498,6 +498,28 @@ pub fn key_valid(index: usize) -> bool {
 /// The waker of a thread waiting for the network: sets its flag.
 pub struct IoFlag(AtomicBool);
 
+impl IoFlag {
+    /// An unset flag.
+    pub fn new() -> IoFlag {
+        IoFlag(AtomicBool::new(false))
+    }
+}
+
+impl Default for IoFlag {
+    fn default() -> IoFlag {
+        IoFlag::new()
+    }
+}
+
+/// Parks the running thread until `flag`'s waker fires or `deadline` (ns since boot) passes.
+pub fn park_io(flag: &Arc<IoFlag>, deadline: Option<u64>) {
+    if current().is_none() {
+        return;
+    }
+    running().state = State::Io { flag: flag.clone(), deadline };
+    schedule();
+}
+
 impl PartialEq for IoFlag {
     fn eq(&self, other: &IoFlag) -> bool {
         core::ptr::eq(self, other)

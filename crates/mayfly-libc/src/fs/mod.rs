@@ -71,6 +71,9 @@ pub enum Entry {
     Socket(Box<dyn core::any::Any>),
     /// A socket taken out by a thread blocked in an operation on it.
     Busy,
+    /// A duplicate (`dup`, `F_DUPFD`) of a network object's descriptor: operations go to that
+    /// descriptor (closing the original leaves the duplicate dangling: EBADF).
+    Alias(c_int),
 }
 
 pub struct Fs {
@@ -306,9 +309,28 @@ impl Fs {
         c_int::try_from(slot).map(|s| s + FIRST_FD).map_err(|_| errno::EBADF)
     }
 
-    fn slot(&mut self, fd: c_int) -> Result<&mut Option<Entry>, c_int> {
+    fn raw_slot(&mut self, fd: c_int) -> Result<&mut Option<Entry>, c_int> {
         let index = usize::try_from(fd - FIRST_FD).map_err(|_| errno::EBADF)?;
         self.open.get_mut(index).ok_or(errno::EBADF)
+    }
+
+    /// The entry of `fd`, following a duplicate to its original.
+    fn slot(&mut self, fd: c_int) -> Result<&mut Option<Entry>, c_int> {
+        let target = match self.raw_slot(fd)? {
+            Some(Entry::Alias(target)) => *target,
+            _ => fd,
+        };
+        self.raw_slot(target)
+    }
+
+    /// Duplicates network object `fd` (a socket, epoll or eventfd) as a new descriptor.
+    pub fn duplicate(&mut self, fd: c_int) -> Result<c_int, c_int> {
+        let target = match self.raw_slot(fd)? {
+            Some(Entry::Alias(target)) => *target,
+            Some(Entry::Socket(_) | Entry::Busy) => fd,
+            _ => return Err(errno::EBADF),
+        };
+        self.add(Entry::Alias(target))
     }
 
     /// The open file `fd` (EBADF for a socket or a free number).
@@ -337,7 +359,7 @@ impl Fs {
                 let err = match &other {
                     Some(Entry::Busy) => EBUSY,
                     Some(Entry::File(_)) => crate::net::ENOTSOCK,
-                    Some(Entry::Socket(_)) | None => errno::EBADF,
+                    Some(Entry::Socket(_) | Entry::Alias(_)) | None => errno::EBADF,
                 };
                 *slot = other;
                 Err(err)
@@ -356,7 +378,7 @@ impl Fs {
     }
 
     pub fn close(&mut self, fd: c_int) -> Result<(), c_int> {
-        let entry = self.slot(fd)?.take().ok_or(errno::EBADF)?;
+        let entry = self.raw_slot(fd)?.take().ok_or(errno::EBADF)?;
         if let Entry::File(open) = entry {
             if let Some(node) = self.nodes.get_mut(&open.ino) {
                 node.opens = node.opens.saturating_sub(1);
