@@ -367,3 +367,30 @@ fn tokio_echo_runs_unchanged_and_sleeps_when_idle() {
     let (status, stderr) = running.wait(std::time::Duration::from_secs(10));
     assert_eq!(status, Some(0), "stderr: {stderr}");
 }
+
+#[test]
+fn hyper_serves_json_over_http_unchanged() {
+    use std::io::{Read, Write};
+    let image = guest_image("examples/hyper-hello");
+    let running =
+        Running::start(&image, &["--publish", "0:80", "--timeout", "30"], &["connections=2"]);
+    wait_for_stdout(&running, "listening on port 80\n");
+    for (method, path) in [("GET", "/some/path"), ("POST", "/other")] {
+        let mut client = std::net::TcpStream::connect(running.addr).expect("connect");
+        client.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: guest\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        client.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).expect("read the response");
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(response.contains("content-type: application/json\r\n"), "{response}");
+        let body = format!(
+            r#"{{"hello":"from hyper in a unikernel","method":"{method}","path":"{path}"}}"#
+        );
+        assert!(response.ends_with(&body), "{response}");
+    }
+    let (status, stderr) = running.wait(std::time::Duration::from_secs(10));
+    assert_eq!(status, Some(0), "stderr: {stderr}");
+}
