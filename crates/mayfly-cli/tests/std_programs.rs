@@ -394,3 +394,36 @@ fn hyper_serves_json_over_http_unchanged() {
     let (status, stderr) = running.wait(std::time::Duration::from_secs(10));
     assert_eq!(status, Some(0), "stderr: {stderr}");
 }
+
+#[test]
+fn mayfly_serve_runs_a_std_hyper_image_like_the_others() {
+    use std::io::{Read, Write};
+    let image = guest_image("examples/hyper-hello");
+    let config = guest_target_dir().join(format!("std-serve-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
+             [[service]]\nname = \"hyper\"\nimage = \"{}\"\npath_prefix = \"/\"\nguest_port = 80\n",
+            image.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = mayfly();
+    cmd.arg("serve").arg("--config").arg(&config);
+    let (_serve, rest) = Running::spawn(cmd, "mayfly serve: gateway on http://");
+    let gateway: std::net::SocketAddr =
+        rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("the gateway address");
+    for n in 0..3 {
+        let mut client = std::net::TcpStream::connect(gateway).expect("connect to the gateway");
+        client.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        let request = format!("GET /served/{n} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+        client.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).expect("read the response");
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        let body = format!(r#""path":"/served/{n}"}}"#);
+        assert!(response.ends_with(&body), "{response}");
+    }
+    let _ = std::fs::remove_file(&config);
+}
