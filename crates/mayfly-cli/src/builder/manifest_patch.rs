@@ -1,4 +1,4 @@
-//! Clearing a device bit in a built image's manifest note (`mayfly_abi::manifest`): std images
+//! Setting a device bit in a built image's manifest note (`mayfly_abi::manifest`): std images
 //! are linked with a library that can drive a NIC, and declare one only if the program kept
 //! the socket code (the linker's map says whether `socket` survived `--gc-sections`).
 
@@ -50,8 +50,9 @@ fn devices_offset(elf: &[u8]) -> Option<usize> {
     None
 }
 
-/// Clears `device` from the manifest of the image at `path` (no change if it is not set).
-pub fn clear_device(path: &Path, device: manifest::Device) -> Result<()> {
+/// Sets or clears `device` in the manifest of the image at `path` (no write if it already is
+/// as asked: the image may be one cargo did not link again).
+pub fn set_device(path: &Path, device: manifest::Device, wanted: bool) -> Result<()> {
     let mut elf = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let Some(at) = devices_offset(&elf) else {
         bail!("{} has no Mayfly manifest note: was it linked with mayfly-libc?", path.display());
@@ -60,9 +61,10 @@ pub fn clear_device(path: &Path, device: manifest::Device) -> Result<()> {
         bail!("{} has a truncated manifest note", path.display());
     };
     let devices = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-    let cleared = devices & !(1 << device as u32);
-    if cleared != devices {
-        word.copy_from_slice(&cleared.to_le_bytes());
+    let bit = 1 << device as u32;
+    let updated = if wanted { devices | bit } else { devices & !bit };
+    if updated != devices {
+        word.copy_from_slice(&updated.to_le_bytes());
         std::fs::write(path, &elf).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())

@@ -130,8 +130,7 @@ fn map_path(target_dir: &Path, manifest: &Path) -> PathBuf {
 
 /// After the link: the image declares a NIC only if the program kept the socket code.
 pub fn finish(target_dir: &Path, manifest: &Path, image: &Path) -> Result<()> {
-    if !super::manifest_patch::map_has_symbol(&map_path(target_dir, manifest), "socket")? {
-        super::manifest_patch::clear_device(image, mayfly_abi::manifest::Device::Net)?;
-    }
-    Ok(())
+    let uses_sockets =
+        super::manifest_patch::map_has_symbol(&map_path(target_dir, manifest), "socket")?;
+    super::manifest_patch::set_device(image, mayfly_abi::manifest::Device::Net, uses_sockets)
 }
