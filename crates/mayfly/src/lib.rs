@@ -39,6 +39,27 @@ pub mod task;
 pub mod time;
 
 pub use mayfly_abi as abi;
+
+/// The platform layer, for mayfly-libc (the C library under std programs, built with the
+/// `libc-host` feature, which leaves `_start` and `main!` to it); not for applications.
+#[cfg(feature = "libc-host")]
+#[doc(hidden)]
+pub mod libc_host {
+    pub use crate::platform::{args_block, boot_info, console_write, exit, init, wait};
+
+    /// Runs the network stack (if any); returns when it next needs to run.
+    pub fn net_poll() -> Option<crate::time::Instant> {
+        crate::net_poll()
+    }
+
+    /// Whether written TCP data is not all acknowledged yet (see `net::has_unsent`).
+    pub fn net_has_unsent() -> bool {
+        #[cfg(feature = "net")]
+        return crate::net::has_unsent();
+        #[cfg(not(feature = "net"))]
+        false
+    }
+}
 pub use process::exit;
 pub use task::{block_on, spawn};
 pub use time::wait;

@@ -53,6 +53,7 @@ static HEAP_CLAIMED: core::sync::atomic::AtomicBool = core::sync::atomic::Atomic
 /// The exit status of a panic (Rust's convention), also used when unwinding is attempted.
 pub(crate) const PANIC_STATUS: i32 = 101;
 
+#[cfg(not(feature = "libc-host"))]
 unsafe extern "Rust" {
     /// The application's main, defined by [`crate::main!`].
     safe fn __mayfly_main() -> i32;
@@ -60,13 +61,26 @@ unsafe extern "Rust" {
 
 /// The entry point. The monitor jumps here in ring 3 with `rdi` = the boot info and `rsp` just
 /// below the top of the stack (aligned as after a `call`).
+#[cfg(not(feature = "libc-host"))]
 #[unsafe(no_mangle)]
 #[unsafe(link_section = ".text.mayfly_start")]
 extern "C" fn _start(boot: *const BootInfo) -> ! {
+    // SAFETY: the monitor passes the address of an initialised, readable BootInfo.
+    unsafe { init(boot) };
+    let status = __mayfly_main();
+    crate::process::exit(status)
+}
+
+/// Sets up the library OS from the boot info: clocks, heap, console, NIC rings, logger. Called
+/// once, first thing, by `_start` (Mayfly's own, or mayfly-libc's for std programs).
+///
+/// # Safety
+/// `boot` is the address of the initialised boot info the monitor passed to the entry point.
+pub unsafe fn init(boot: *const BootInfo) {
     // SAFETY: the monitor passes the address of an initialised, readable BootInfo (ABI contract,
     // `mayfly_abi::boot`); it is read once, by value.
     let info = unsafe { core::ptr::read_volatile(boot) };
-    crate::startup::run(info)
+    crate::startup::bring_up(info)
 }
 
 /// Keeps the boot info (for [`boot_info`]) and the console page's address.
@@ -89,11 +103,6 @@ pub(crate) fn claim_heap() {
     unsafe {
         HEAP.lock().claim(info.heap_start as *mut u8, heap_len);
     }
-}
-
-/// Runs the application's main, defined by [`crate::main!`].
-pub(crate) fn app_main() -> i32 {
-    __mayfly_main()
 }
 
 /// A copy of the boot info.
@@ -219,6 +228,8 @@ pub fn console_write(mut bytes: &[u8]) {
 const _: () = assert!(size_of::<ManifestNote>() == 12 + 8 + 8);
 
 /// Unwinding is never used (`panic = "abort"`), but the precompiled `alloc` refers to this.
+/// (A std program has std's own.)
+#[cfg(not(feature = "libc-host"))]
 #[unsafe(no_mangle)]
 extern "C" fn rust_eh_personality() {}
 

@@ -1,13 +1,13 @@
 //! Startup sequencing, in safe code: what happens between the monitor's jump to `_start` (in
-//! `platform`, which only reads the boot info and hands it over) and the application's `main`,
-//! and what happens after it returns.
+//! `platform`, or mayfly-libc's for std programs, which only read the boot info and hand it
+//! over) and the application's `main`, and what a clone does when it wakes.
 
 use crate::platform;
 use mayfly_abi::BootInfo;
 
-/// Brings the library OS up from the boot info, runs the application's `main` and exits with
-/// its status.
-pub(crate) fn run(info: BootInfo) -> ! {
+/// Brings the library OS up from the boot info: clocks, boot info, NIC, heap, logger. Then the
+/// entry point (Mayfly's `_start`, or mayfly-libc's for std programs) runs the application.
+pub(crate) fn bring_up(info: BootInfo) {
     // The clock first: everything after may log with a timestamp.
     crate::time::init(platform::read_tsc(), info.tsc_hz, info.wall_clock_ns);
     platform::keep_boot_info(info);
@@ -15,8 +15,6 @@ pub(crate) fn run(info: BootInfo) -> ! {
     platform::nic::attach();
     platform::claim_heap();
     crate::console::init_logger();
-    let status = platform::app_main();
-    crate::process::exit(status)
 }
 
 /// A clone resumed from a snapshot: the new boot info's entropy replaces the template's (the

@@ -193,6 +193,28 @@ pub(crate) fn poll() -> Option<Instant> {
     })
 }
 
+/// Whether data written to TCP sockets (open or closing) has not all been acknowledged yet,
+/// or frames wait in TX.
+pub fn has_unsent() -> bool {
+    nic::tx_pending() > 0
+        || STACK.with(|stack| {
+            stack.as_ref().is_some_and(|stack| {
+                stack.sockets.iter().any(|(_, socket)| match socket {
+                    smoltcp::socket::Socket::Tcp(tcp) => {
+                        tcp.send_queue() > 0
+                            || matches!(
+                                tcp.state(),
+                                smol_tcp::State::FinWait1
+                                    | smol_tcp::State::Closing
+                                    | smol_tcp::State::LastAck
+                            )
+                    }
+                    _ => false,
+                })
+            })
+        })
+}
+
 /// Whether frames wait in TX for the next exit.
 pub(crate) fn has_output() -> bool {
     nic::tx_pending() > 0

@@ -99,6 +99,28 @@ impl TcpListener {
     }
 }
 
+impl TcpListener {
+    /// Whether a connection is ready to be accepted; if not, `cx` is woken when one may be
+    /// (for readiness-based callers such as an epoll emulation).
+    pub fn poll_acceptable(&mut self, cx: &mut core::task::Context<'_>) -> bool {
+        with_stack(|stack| {
+            let ready = self.backlog.iter().any(|&h| {
+                !matches!(
+                    stack.sockets.get::<Socket>(h).state(),
+                    State::Listen | State::SynReceived
+                )
+            });
+            if !ready {
+                for &handle in &self.backlog {
+                    stack.sockets.get_mut::<Socket>(handle).register_recv_waker(cx.waker());
+                }
+            }
+            ready
+        })
+        .unwrap_or(true)
+    }
+}
+
 impl Drop for TcpListener {
     fn drop(&mut self) {
         let _ = with_stack(|stack| {
@@ -162,6 +184,36 @@ impl TcpStream {
         })
         .ok()
         .flatten()
+    }
+
+    /// The local address and port.
+    pub fn local(&self) -> Option<([u8; 4], u16)> {
+        with_stack(|stack| {
+            let endpoint = stack.sockets.get::<Socket>(self.handle).local_endpoint()?;
+            match endpoint.addr {
+                IpAddress::Ipv4(v4) => Some((v4.octets(), endpoint.port)),
+            }
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Whether a read and a write would complete now (data or end of stream; room or a
+    /// closed side); for each that would not, `cx` is woken when it may.
+    pub fn poll_ready(&self, cx: &mut core::task::Context<'_>) -> (bool, bool) {
+        with_stack(|stack| {
+            let socket = stack.sockets.get_mut::<Socket>(self.handle);
+            let readable = socket.can_recv() || !socket.may_recv();
+            let writable = socket.can_send() || !socket.may_send();
+            if !readable {
+                socket.register_recv_waker(cx.waker());
+            }
+            if !writable {
+                socket.register_send_waker(cx.waker());
+            }
+            (readable, writable)
+        })
+        .unwrap_or((true, true))
     }
 
     /// Reads into `buf`; `Ok(0)` means the peer closed its side.
