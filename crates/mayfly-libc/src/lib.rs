@@ -1,4 +1,5 @@
-//! **mayfly-libc**: the C library of ordinary `std` Rust programs run as Mayfly unikernels.
+//! The C library of ordinary std Rust programs run as Mayfly unikernels.
+//! See docs/design.md, "Map", for its place among the other crates.
 //!
 //! The precompiled `std` of the host target reaches the operating system only through libc.
 //! `mayfly build` links a std program against this crate (as `libc.a`, found before the
