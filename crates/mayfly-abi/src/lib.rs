@@ -1,5 +1,5 @@
 //! The guest/monitor contract: hypercall numbers and argument structs, boot info, manifest, NIC
-//! ring layout, ABI version.
+//! ring layout, block requests, ABI version.
 //! See docs/design.md, "Map", for its place among the other crates.
 //!
 //! This crate is the whole guest/monitor interface, shared by both sides so that they cannot
@@ -29,6 +29,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod block;
 pub mod boot;
 pub mod console;
 pub mod hypercall;
@@ -46,7 +47,9 @@ pub use status::Status;
 /// Version of this interface. See the crate documentation for when it changes.
 /// 3: `BootInfo` gained `generation` and `wall_clock_tsc` (snapshots and clones); the argument
 /// block after it moved.
-pub const ABI_VERSION: u32 = 3;
+/// 4: `BootInfo` gained `block` (volumes); the argument block after it moved. The `Block`
+/// hypercall and the `Block` device bit were appended.
+pub const ABI_VERSION: u32 = 4;
 
 /// A guest-physical address (equal to the guest-virtual address: memory is identity-mapped).
 ///

@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Build(commands::build::Args),
-    Run(commands::run::Args),
+    Run(Box<commands::run::Args>),
     Bench(commands::serve::BenchArgs),
     Serve(commands::serve::Args),
     Ps(commands::admin_client::PsArgs),
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     let cli = parse_cli();
     let result = match cli.command {
         Command::Build(args) => commands::build::execute(args),
-        Command::Run(args) => commands::run::execute(args),
+        Command::Run(args) => commands::run::execute(*args),
         Command::Bench(args) => commands::serve::bench(args),
         Command::Serve(args) => commands::serve::execute(args),
         Command::Ps(args) => commands::admin_client::ps(args),

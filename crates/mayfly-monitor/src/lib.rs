@@ -1,5 +1,5 @@
 //! The monitor: image checks, memory plan, page tables, KVM, run loop, hypercalls, virtual NIC,
-//! sandbox.
+//! volumes, sandbox.
 //! See docs/design.md, "Map", for its place among the other crates.
 //!
 //! The boot path lives in [`instance`] (validate, plan, load, set up the vCPU), the run loop in
@@ -31,6 +31,7 @@ pub mod sandbox;
 pub mod snapshot;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod volume;
 
 pub use image::{Image, ImageError};
 pub use instance::{BootError, Instance, VmConfig};

@@ -68,6 +68,10 @@ pub enum Error {
     Full,
     /// A key longer than [`MAX_KEY`] or a value longer than [`MAX_VALUE`].
     TooLarge,
+    /// The store was opened read-only ([`Store::open_read_only`]).
+    ReadOnly,
+    /// A read-only open found no store on the device.
+    NoStore,
 }
 
 impl core::fmt::Display for Error {
@@ -77,6 +81,8 @@ impl core::fmt::Display for Error {
             Error::TooSmall => "the volume is too small for a store (at least 8 sectors)",
             Error::Full => "the store is full: its live data does not fit in half the volume",
             Error::TooLarge => "key or value too large",
+            Error::ReadOnly => "the store is open read-only",
+            Error::NoStore => "the volume holds no store (and is read-only, so none is made)",
         })
     }
 }
@@ -102,6 +108,8 @@ pub struct Store<D: BlockDevice> {
     next_seq: u64,
     /// Compactions done since open.
     compactions: u64,
+    /// Opened with [`Store::open_read_only`]: nothing is ever written.
+    read_only: bool,
 }
 
 impl<D: BlockDevice> Store<D> {
@@ -120,13 +128,24 @@ impl<D: BlockDevice> Store<D> {
             }
         };
         let (map, tail, next_seq) = log::replay(&mut dev, &sb)?;
-        let mut store = Store { dev, sb, map, tail, next_seq, compactions: 0 };
+        let mut store = Store { dev, sb, map, tail, next_seq, compactions: 0, read_only: false };
         // A new epoch for this life's records (see the crate documentation).
         let mut next = store.sb;
         next.generation += 1;
         superblock::store(&mut store.dev, &next)?;
         store.sb = next;
         Ok(store)
+    }
+
+    /// Opens the store on `dev` without writing anything (for a read-only volume): the
+    /// acknowledged state is read, every change is refused with [`Error::ReadOnly`].
+    pub fn open_read_only(mut dev: D) -> Result<Store<D>, Error> {
+        if dev.sectors() < 8 {
+            return Err(Error::TooSmall);
+        }
+        let sb = superblock::load(&mut dev)?.ok_or(Error::NoStore)?;
+        let (map, tail, next_seq) = log::replay(&mut dev, &sb)?;
+        Ok(Store { dev, sb, map, tail, next_seq, compactions: 0, read_only: true })
     }
 
     /// The value of `key`.
@@ -171,6 +190,9 @@ impl<D: BlockDevice> Store<D> {
     /// Applies `ops` atomically and durably: after `Ok`, they survive any crash; before, a
     /// crash leaves all or none of them.
     pub fn apply(&mut self, ops: &[Op]) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         if ops.is_empty() {
             return Ok(());
         }
@@ -213,6 +235,9 @@ impl<D: BlockDevice> Store<D> {
     /// Rewrites the live entries into the other region, then switches to it with a superblock
     /// of a new generation. A crash before the switch leaves the old region active and whole.
     pub fn compact(&mut self) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         let generation = self.sb.generation + 1;
         let other = 1 - self.sb.active;
         let ops: Vec<Op> = self.map.iter().map(|(k, v)| Op::Put(k.clone(), v.clone())).collect();

@@ -315,6 +315,20 @@ fn every_crash_point_of_a_workload_with_compactions() {
 }
 
 #[test]
+fn a_read_only_open_reads_and_writes_nothing() {
+    let mut store = Store::open(MemDevice::new(64)).unwrap();
+    store.put(b"a", b"1").unwrap();
+    let dev = store.into_device();
+    let before = dev.durable.clone();
+    let mut ro = Store::open_read_only(dev).unwrap();
+    assert_eq!(ro.get(b"a"), Some(&b"1"[..]));
+    assert_eq!(ro.put(b"b", b"2"), Err(Error::ReadOnly));
+    let dev = ro.into_device();
+    assert!(dev.pending.is_empty() && dev.durable == before, "a read-only open wrote");
+    assert!(matches!(Store::open_read_only(MemDevice::new(64)), Err(Error::NoStore)));
+}
+
+#[test]
 fn compaction_keeps_the_live_data_and_frees_space() {
     let mut store = Store::open(MemDevice::new(64)).unwrap();
     for i in 0..500u32 {

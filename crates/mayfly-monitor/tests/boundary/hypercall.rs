@@ -199,7 +199,7 @@ pub fn check(case: &HypercallCase) -> String {
         case.at,
         case.size,
         deadline,
-        None,
+        hypercalls::Devices::default(),
     );
     let short_wait = call == Some(1)
         && case.size == 4
