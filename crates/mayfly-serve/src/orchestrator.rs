@@ -46,6 +46,8 @@ pub enum DeployError {
          `snapshot = true` must wait for I/O (listen) after starting"
     )]
     Snapshot { service: String, message: String },
+    #[error("service {service:?}: cannot create the volume directory: {reason}")]
+    Volume { service: String, reason: String },
 }
 
 /// A service, as listed by the admin API (the type is the admin API's contract).
@@ -121,7 +123,19 @@ impl Orchestrator {
         // A new snapshot at every deploy: a new image (or new arguments) is a new deploy.
         let from_snapshot =
             if spec.snapshot { Some(self.snapshot(&spec, &image).await?) } else { None };
+        let volume = match &spec.volume {
+            Some(volume) => {
+                let dir = crate::volume::volume_dir().map_err(|e| DeployError::Volume {
+                    service: spec.name.clone(),
+                    reason: e.to_string(),
+                })?;
+                let file = volume.file(&dir);
+                Some((volume.monitor_spec(&file), crate::volume::gate(&file)))
+            }
+            None => None,
+        };
         let launch = Launch {
+            volume,
             from_snapshot,
             mayfly: self.mayfly.clone(),
             image: image.clone(),
