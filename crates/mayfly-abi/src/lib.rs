@@ -1,5 +1,5 @@
 //! The guest/monitor contract: hypercall numbers and argument structs, boot info, manifest, NIC
-//! ring layout, block requests, ABI version.
+//! ring layout, ABI version.
 //! See docs/design.md, "Map", for its place among the other crates.
 //!
 //! This crate is the whole guest/monitor interface, shared by both sides so that they cannot

@@ -1,5 +1,5 @@
 //! The monitor: image checks, memory plan, page tables, KVM, run loop, hypercalls, virtual NIC,
-//! volumes, sandbox.
+//! sandbox.
 //! See docs/design.md, "Map", for its place among the other crates.
 //!
 //! The boot path lives in [`instance`] (validate, plan, load, set up the vCPU), the run loop in

@@ -1,5 +1,6 @@
-//! A crash-safe key-value store on a block device: an append-only log of checksummed records,
-//! replayed on open, compacted into a second region switched atomically by a double superblock.
+//! A crash-safe key-value store on a block device: checksummed append-only log, replay,
+//! compaction into a second region switched by a double superblock.
+//! See docs/design.md, "Map", for its place among the other crates, and "Volumes" for the design.
 //!
 //! `no_std` (with `alloc`) so that the library OS links it into guests (`mayfly::store`, the
 //! `block` feature), and tested on the host over an in-memory device that tears and reorders
