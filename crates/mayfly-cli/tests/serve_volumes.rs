@@ -90,3 +90,32 @@ fn a_writable_volume_with_more_than_one_instance_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn an_instance_waits_for_a_volume_still_held_by_a_stale_monitor() {
+    let gw = Gateway::start("volume-stale", &kv_with_volume(""));
+    // A process this gateway never started holds the volume (like a monitor of a gateway killed
+    // just before this one started) and lets it go a little later.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(gw.dir.join("volumes/kv.img"))
+        .unwrap();
+    file.set_len(8 << 20).unwrap();
+    // SAFETY: flock(2) on a descriptor we own.
+    let locked = unsafe {
+        libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB)
+    };
+    assert_eq!(locked, 0, "cannot lock the volume");
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        drop(file);
+    });
+    let asked = std::time::Instant::now();
+    let put = gw.request("PUT", "/kv/late", &[], br#""still""#);
+    eprintln!("answered after {:?}", asked.elapsed());
+    assert_eq!(put.status, 201, "the start waited for the volume: {put:?}");
+    holder.join().unwrap();
+}

@@ -366,8 +366,20 @@ impl Orchestrator {
             (svc.launch().clone(), svc.logs().clone())
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let result =
-            Shell::prepare(id, instance_name(service, id), &launch, logs, self.exits.clone()).await;
+        let stale_until = Instant::now() + crate::volume::STALE_HOLDER_WAIT;
+        let result = loop {
+            let logs = logs.clone();
+            let result =
+                Shell::prepare(id, instance_name(service, id), &launch, logs, self.exits.clone())
+                    .await;
+            // A volume still locked by a monitor this gateway never started (one of a gateway
+            // killed just before): wait for it to go rather than fail the request.
+            if crate::volume::held_elsewhere(&result) && Instant::now() < stale_until {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            break result;
+        };
         let to_start = {
             let mut services = self.lock();
             let Some(svc) = services.get_mut(service) else { return };

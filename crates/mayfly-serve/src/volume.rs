@@ -80,6 +80,17 @@ pub fn volume_dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// How long an instance start waits for a volume file locked by a monitor this gateway did not
+/// start (e.g. one of a gateway killed just before, not yet gone).
+pub const STALE_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a start failed only because another process holds the volume (the monitor's
+/// `flock`; its message says "is in use by another monitor").
+pub fn held_elsewhere<T>(result: &Result<T, crate::instance::InstanceError>) -> bool {
+    matches!(result, Err(crate::instance::InstanceError::Failed(why))
+        if why.contains("is in use by another monitor"))
+}
+
 /// The one-writer gate of the volume file `file`: one permit, shared by every service and
 /// deploy that names the file.
 pub fn gate(file: &Path) -> Arc<Semaphore> {
