@@ -171,7 +171,7 @@ impl Volume {
         }
         let entry = size(std::mem::size_of::<BlockRequest>());
         let table_len = u64::from(args.count) * entry;
-        if !plan.guest_writable(args.requests, table_len) {
+        if args.count > 0 && !plan.guest_writable(args.requests, table_len) {
             return Err(format!(
                 "hypercall Block: the {} requests at {:#x} are not in the guest's read-write \
                  memory",
@@ -230,8 +230,10 @@ impl Volume {
 
     /// Serves one validated request.
     fn one(&self, ram: &GuestRam, op: BlockOp, request: &BlockRequest) -> Status {
-        let offset = request.sector * u64::from(SECTOR_SIZE);
-        let len = request.sectors as usize * SECTOR_SIZE as usize;
+        // Checked for reads and writes (in `check`); a flush's other fields are ignored and may
+        // hold anything, so nothing here may overflow on them.
+        let offset = request.sector.saturating_mul(u64::from(SECTOR_SIZE));
+        let len = (request.sectors as usize).saturating_mul(SECTOR_SIZE as usize);
         let done = match op {
             BlockOp::Read => {
                 let mut buf = vec![0; len];
