@@ -57,6 +57,8 @@ pub struct BootInfo {
     /// The guest's time-stamp counter at the moment `wall_clock_ns` was read, for a clone; 0 at
     /// a cold boot (the wall clock then holds at the guest's first instruction).
     pub wall_clock_tsc: u64,
+    /// The volume, if `devices` has [`crate::manifest::Device::Block`].
+    pub block: crate::block::BlockInfo,
 }
 
 #[cfg(test)]
@@ -67,7 +69,7 @@ mod tests {
     fn boot_info_has_no_implicit_padding_and_fits_its_page() {
         assert_eq!(
             core::mem::size_of::<BootInfo>(),
-            8 + 4 + 4 + 8 * 7 + 4 + 4 + 8 + 8 + 32 + 32 + 8 + 8
+            8 + 4 + 4 + 8 * 7 + 4 + 4 + 8 + 8 + 32 + 32 + 8 + 8 + 16
         );
         assert!(core::mem::size_of::<BootInfo>() < 4096);
         const { assert!(ARGS_MAX > 7000) };

@@ -27,10 +27,12 @@ pub enum Hypercall {
     Wait = 1,
     /// Drain the console buffer now (it is full). No argument (the stored value is 0).
     ConsoleFlush = 2,
+    /// Serve a batch of volume requests. Argument: [`crate::block::BlockArgs`].
+    Block = 3,
 }
 
 /// Number of hypercalls defined.
-pub const HYPERCALL_COUNT: u16 = 3;
+pub const HYPERCALL_COUNT: u16 = 4;
 
 impl Hypercall {
     /// The guest address the guest stores to for this hypercall.
@@ -49,6 +51,7 @@ impl Hypercall {
             0 => Some(Hypercall::Exit),
             1 => Some(Hypercall::Wait),
             2 => Some(Hypercall::ConsoleFlush),
+            3 => Some(Hypercall::Block),
             _ => None,
         }
     }
@@ -128,7 +131,7 @@ mod tests {
 
     #[test]
     fn doorbells_round_trip_and_other_addresses_are_rejected() {
-        for call in [Hypercall::Exit, Hypercall::Wait, Hypercall::ConsoleFlush] {
+        for call in [Hypercall::Exit, Hypercall::Wait, Hypercall::ConsoleFlush, Hypercall::Block] {
             assert_eq!(Hypercall::from_doorbell(call.doorbell()), Some(call));
             assert_eq!(Hypercall::from_doorbell(call.doorbell() + 1), None);
         }

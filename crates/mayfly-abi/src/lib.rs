@@ -29,6 +29,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod block;
 pub mod boot;
 pub mod console;
 pub mod hypercall;
@@ -46,7 +47,9 @@ pub use status::Status;
 /// Version of this interface. See the crate documentation for when it changes.
 /// 3: `BootInfo` gained `generation` and `wall_clock_tsc` (snapshots and clones); the argument
 /// block after it moved.
-pub const ABI_VERSION: u32 = 3;
+/// 4: `BootInfo` gained `block` (volumes); the argument block after it moved. The `Block`
+/// hypercall and the `Block` device bit were appended.
+pub const ABI_VERSION: u32 = 4;
 
 /// A guest-physical address (equal to the guest-virtual address: memory is identity-mapped).
 ///

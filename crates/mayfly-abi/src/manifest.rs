@@ -17,6 +17,8 @@ pub const NOTE_TYPE: u32 = 0x4d46_0001;
 pub enum Device {
     /// A network interface (shared-memory rings).
     Net = 0,
+    /// A block device (a volume: sector requests in batches, see [`crate::block`]).
+    Block = 1,
 }
 
 /// The manifest proper (the note's descriptor).

@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Build(commands::build::Args),
-    Run(commands::run::Args),
+    Run(Box<commands::run::Args>),
     Image(commands::image::Args),
     Bench(commands::serve::BenchArgs),
     Serve(commands::serve::Args),
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let cli = parse_cli();
     let result = match cli.command {
         Command::Build(args) => commands::build::execute(args),
-        Command::Run(args) => commands::run::execute(args),
+        Command::Run(args) => commands::run::execute(*args),
         Command::Image(args) => commands::image::execute(args),
         Command::Bench(args) => commands::serve::bench(args),
         Command::Serve(args) => commands::serve::execute(args),

@@ -34,6 +34,10 @@ unsafe impl ByteValued for Plain<ExitArgs> {}
 unsafe impl ByteValued for Plain<WaitArgs> {}
 // SAFETY: `BootInfo` is repr(C), integers and a byte array, no padding (see the contract above).
 unsafe impl ByteValued for Plain<BootInfo> {}
+// SAFETY: `BlockArgs` is repr(C), integers only, no padding (see the contract above).
+unsafe impl ByteValued for Plain<mayfly_abi::block::BlockArgs> {}
+// SAFETY: `BlockRequest` is repr(C), integers only, no padding (see the contract above).
+unsafe impl ByteValued for Plain<mayfly_abi::block::BlockRequest> {}
 
 /// The guest's memory.
 #[derive(Debug)]

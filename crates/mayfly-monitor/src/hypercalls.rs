@@ -9,6 +9,7 @@ use crate::guest_memory::GuestRam;
 use crate::net::Nic;
 use crate::outcome::Outcome;
 use crate::plan::MemoryPlan;
+use crate::volume::Volume;
 use mayfly_abi::hypercall::{EXIT_MESSAGE_MAX, HYPERCALL_COUNT, WAIT_FOREVER, WAIT_TIMER_ONLY};
 use mayfly_abi::layout::DOORBELL_ADDR;
 use mayfly_abi::manifest::Device;
@@ -28,6 +29,15 @@ fn misbehaved(what: String) -> Step {
     Step::Stop(Outcome::Misbehaved(what))
 }
 
+/// The devices a hypercall may use.
+#[derive(Default)]
+pub struct Devices<'a> {
+    /// The NIC, if attached.
+    pub nic: Option<&'a mut Nic>,
+    /// The volume, if attached.
+    pub volume: Option<&'a Volume>,
+}
+
 /// Serves the hypercall rung by a store of `size` bytes of `data` (its first four, if longer)
 /// at guest address `addr`. `plan` says which memory the guest may write (results are only
 /// written there).
@@ -38,8 +48,9 @@ pub fn dispatch(
     data: u32,
     size: usize,
     deadline: Option<(Instant, Duration)>,
-    nic: Option<&mut Nic>,
+    devices: Devices<'_>,
 ) -> Step {
+    let Devices { nic, volume } = devices;
     let Some(call) = Hypercall::from_doorbell(addr) else {
         return misbehaved(format!(
             "guest wrote to {addr:#x}, which is no hypercall (hypercall n is a 32-bit store at \
@@ -56,6 +67,13 @@ pub fn dispatch(
         Hypercall::Exit => exit(ram, args),
         Hypercall::Wait => wait(ram, plan, args, deadline, nic),
         Hypercall::ConsoleFlush => Step::Continue,
+        Hypercall::Block => match volume {
+            Some(volume) => match volume.serve(ram, plan, args) {
+                Ok(()) => Step::Continue,
+                Err(report) => misbehaved(report),
+            },
+            None => misbehaved("hypercall Block without a volume (run with --volume)".into()),
+        },
     }
 }
 

@@ -45,6 +45,9 @@ pub struct VmConfig {
     /// Write a template of the guest to this file at its first `Wait`, then stop it (see
     /// `snapshot`).
     pub snapshot_out: Option<std::path::PathBuf>,
+    /// The volume to attach (opened before the sandbox), for images that declare a block
+    /// device.
+    pub volume: Option<crate::volume::VolumeSpec>,
 }
 
 /// Why a guest could not be booted.
@@ -84,6 +87,8 @@ pub enum BootError {
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::TemplateError),
     #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
+    #[error(transparent)]
     TemplateMap(#[from] crate::guest_memory::TemplateMapError),
 }
 
@@ -97,6 +102,7 @@ pub struct Instance {
     pub(crate) tsc_hz: u64,
     pub(crate) timeout: Option<Duration>,
     pub(crate) nic: Option<Nic>,
+    pub(crate) volume: Option<crate::volume::Volume>,
     pub(crate) net_info: NetInfo,
     pub(crate) entropy: [u8; 32],
     pub(crate) sandbox: bool,
@@ -182,6 +188,13 @@ impl Instance {
         set_vcpu: impl FnOnce(&KvmVm) -> Result<(), KvmError>,
     ) -> Result<Instance, BootError> {
         let Parts { image, plan, args, tables, ram, generation, snapshot_of } = parts;
+        let volume = match &config.volume {
+            Some(_) if !image.manifest.wants(Device::Block) => {
+                return Err(crate::volume::VolumeError::NotDeclared.into());
+            }
+            Some(spec) => Some(crate::volume::Volume::open(spec)?),
+            None => None,
+        };
         let mut entropy = [0u8; 32];
         sys::fill_random(&mut entropy).map_err(BootError::Entropy)?;
         let (nic, net_info) = match plan.net_rings {
@@ -202,16 +215,18 @@ impl Instance {
         };
 
         // The filter follows the instance: socket calls only for what it was granted.
-        let grants = match (&nic, &config.net) {
+        let mut grants = match (&nic, &config.net) {
             (Some(_), Some(NetConfig::User { publish, allow_host_ports, .. })) => {
                 crate::sandbox::Grants {
                     published: !publish.is_empty(),
                     outbound: !allow_host_ports.is_empty(),
                     unix_dirs: nic.as_ref().map(|n| n.unix_dirs.clone()).unwrap_or_default(),
+                    volume: false,
                 }
             }
             _ => crate::sandbox::Grants::default(),
         };
+        grants.volume = volume.is_some();
 
         let vm = KvmVm::new(ram)?;
         let vcpu_err = |what| move |source| KvmError::Ioctl { what, cause: source };
@@ -233,6 +248,7 @@ impl Instance {
             tsc_hz: u64::from(tsc_khz) * 1000,
             timeout: config.timeout,
             nic,
+            volume,
             net_info,
             entropy,
             // Making a template runs unsandboxed: capturing needs ioctls and file writes that
@@ -283,11 +299,13 @@ impl Instance {
             args_len: u32::try_from(self.args.bytes.len()).unwrap_or(u32::MAX),
             envc: self.args.envc,
             console: layout::CONSOLE_ADDR,
-            devices: if self.nic.is_some() { 1 << Device::Net as u32 } else { 0 },
+            devices: if self.nic.is_some() { 1 << Device::Net as u32 } else { 0 }
+                | if self.volume.is_some() { 1 << Device::Block as u32 } else { 0 },
             entropy: self.entropy,
             net: self.net_info,
             generation: self.generation,
             wall_clock_tsc,
+            block: self.volume.as_ref().map(|v| v.info()).unwrap_or_default(),
         };
         self.vm.ram().write(layout::BOOT_INFO_ADDR, info)?;
         Ok(())

@@ -31,6 +31,7 @@ pub mod sandbox;
 pub mod snapshot;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod volume;
 
 pub use image::{Image, ImageError};
 pub use instance::{BootError, Instance, VmConfig};

@@ -103,7 +103,10 @@ impl Instance {
                         data,
                         size,
                         deadline,
-                        self.nic.as_mut(),
+                        hypercalls::Devices {
+                            nic: self.nic.as_mut(),
+                            volume: self.volume.as_ref(),
+                        },
                     )
                 }
                 Exit::Interrupted => match deadline {

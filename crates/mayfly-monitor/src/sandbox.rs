@@ -4,8 +4,9 @@
 //! and ends the process with status 159 (128 + SIGSYS): a violation is never silent.
 //!
 //! The list follows the instance ([`Grants`]): [`ALWAYS`], plus [`PUBLISHED`] and [`CARRIED`]
-//! for published ports, plus [`OUTBOUND`] and [`CARRIED`] for outbound grants; an instance with
-//! no outbound grant cannot even create a socket. The lists and their sizes are documented in
+//! for published ports, plus [`OUTBOUND`] and [`CARRIED`] for outbound grants, plus [`VOLUME`]
+//! for a volume; an instance with no outbound grant cannot even create a socket, one without a
+//! volume cannot read or write a file. The lists and their sizes are documented in
 //! docs/security.md; a unit test checks that the two agree.
 
 use seccompiler::{
@@ -72,6 +73,13 @@ pub const UNIX_SOCKET: [(&str, i64, &str); 1] = [(
     "only relative to a published Unix socket's directory: removing the socket file at exit",
 )];
 
+/// Added only for an instance with a volume (`--volume`), opened before the filter.
+pub const VOLUME: [(&str, i64, &str); 3] = [
+    ("pread64", libc::SYS_pread64, "reading the volume (Block hypercall)"),
+    ("pwrite64", libc::SYS_pwrite64, "writing the volume (Block hypercall)"),
+    ("fdatasync", libc::SYS_fdatasync, "flushing the volume (Block hypercall)"),
+];
+
 /// What an instance was granted, and so which system calls its filter allows beyond
 /// [`ALWAYS`]: the filter follows the instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,6 +90,8 @@ pub struct Grants {
     pub outbound: bool,
     /// Directory descriptors of its published Unix sockets: [`UNIX_SOCKET`], for these only.
     pub unix_dirs: Vec<i32>,
+    /// It has a volume: [`VOLUME`].
+    pub volume: bool,
 }
 
 impl Grants {
@@ -100,13 +110,20 @@ impl Grants {
         if !self.unix_dirs.is_empty() {
             all.extend(UNIX_SOCKET);
         }
+        if self.volume {
+            all.extend(VOLUME);
+        }
         all
     }
 }
 
 /// The most system calls any instance is allowed.
-pub const MOST: usize =
-    ALWAYS.len() + PUBLISHED.len() + CARRIED.len() + OUTBOUND.len() + UNIX_SOCKET.len();
+pub const MOST: usize = ALWAYS.len()
+    + PUBLISHED.len()
+    + CARRIED.len()
+    + OUTBOUND.len()
+    + UNIX_SOCKET.len()
+    + VOLUME.len();
 
 /// A forbidden variant of a system call, made once the filter is installed (`mayfly run
 /// --sandbox-selftest CALL`, a hidden test hook): the filter must stop and report it.
@@ -264,6 +281,7 @@ mod tests {
         rows(&CARRIED, "published ports or `--allow-host-port`");
         rows(&OUTBOUND, "`--allow-host-port`");
         rows(&UNIX_SOCKET, "a `unix:` published port");
+        rows(&VOLUME, "`--volume`");
         let table_rows = section.lines().filter(|l| l.starts_with("| `")).count();
         assert_eq!(table_rows, MOST, "the table lists exactly the calls of the code");
         let count = format!("{} system calls always, at most {MOST}", ALWAYS.len());
@@ -288,7 +306,12 @@ mod tests {
         assert!(outbound.contains(&"socket") && outbound.contains(&"connect"));
         assert!(!outbound.contains(&"accept4"));
         assert!(!outbound.contains(&"unlinkat"));
-        let all = Grants { published: true, outbound: true, unix_dirs: vec![3, 4] };
+        for call in ["pread64", "pwrite64", "fdatasync"] {
+            assert!(!none.contains(&call) && !outbound.contains(&call), "{call} without a volume");
+        }
+        let volume = names(Grants { volume: true, ..Grants::default() });
+        assert_eq!(volume.len(), ALWAYS.len() + VOLUME.len());
+        let all = Grants { published: true, outbound: true, unix_dirs: vec![3, 4], volume: true };
         assert_eq!(names(all).len(), MOST);
     }
 }

@@ -385,6 +385,21 @@ pub fn data_ranges(file: &std::fs::File, start: u64, end: u64) -> std::io::Resul
     Ok(ranges)
 }
 
+/// Takes an advisory lock on `file` without blocking (`flock`): exclusive for a writer, shared
+/// for a reader. `Ok(false)` when another process holds a conflicting lock. The lock goes with
+/// the process (also when it is killed).
+pub fn try_lock(file: &std::fs::File, exclusive: bool) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mode = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+    // SAFETY: flock(2) on a descriptor we own (borrowed from a live File); no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), mode | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(false) } else { Err(err) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,18 @@ proptest! {
     }
 }
 
+proptest! {
+    // Each case maps 8 MiB of guest memory and writes a volume file: fewer cases.
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Any batch of volume requests: a malformed one stops the guest and touches nothing, a
+    /// valid one does what a model of the file does.
+    #[test]
+    fn block_batches_are_served_or_refused_as_documented(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        boundary::block::check_bytes(&bytes);
+    }
+}
+
 /// Runs `check` over `count` pseudo-random inputs and counts the paths taken.
 fn paths(
     seed: u64,
@@ -108,6 +120,14 @@ fn hypercall_cases_reach_every_verdict() {
         ],
     );
     assert!(seen["exit"] + seen["panic"] + seen["wait: answered"] >= 300, "{seen:?}");
+}
+
+/// The generated block cases are served and refused both ways.
+#[test]
+fn block_cases_reach_every_path() {
+    let seen = paths(4, 400, 200, boundary::block::check_bytes);
+    assert_reached(&seen, &["refused", "served", "served, write refused (read-only)"]);
+    assert!(seen["served"] >= 20, "too few valid batches: {seen:?}");
 }
 
 /// The generated ring cases reach rejected and accepted rings both ways.

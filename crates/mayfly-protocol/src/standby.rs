@@ -116,6 +116,8 @@ pub struct MonitorArgs {
     /// Resume a clone of this snapshot instead of booting (`--from-snapshot`); the clone keeps
     /// the snapshot's environment and arguments, so `env` and `args` are not passed.
     pub from_snapshot: Option<PathBuf>,
+    /// The volume (`--volume FILE[:ro|:size=N]`), if any.
+    pub volume: Option<String>,
 }
 
 impl MonitorArgs {
@@ -151,6 +153,9 @@ impl MonitorArgs {
             flag("--max-connections", n.to_string());
         }
         flag("--mem", self.mem_mib.to_string());
+        if let Some(volume) = &self.volume {
+            flag("--volume", volume.clone());
+        }
         if let Some(snapshot) = &self.from_snapshot {
             out.push("--from-snapshot".into());
             out.push(snapshot.clone().into());
@@ -213,6 +218,7 @@ mod tests {
             env: vec![],
             args: vec!["--mem".into()],
             from_snapshot: None,
+            volume: None,
         };
         let text: Vec<String> =
             args.to_args().iter().map(|a| a.to_string_lossy().into_owned()).collect();

@@ -120,6 +120,9 @@ pub struct ServiceSpec {
     /// I/O) instead of booting each: see docs/design.md, "Snapshots and clones".
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub snapshot: bool,
+    /// A volume for the instances (see `crate::volume`); a writable one allows one instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<crate::volume::VolumeConfig>,
 }
 
 fn default_mem() -> u64 {
@@ -199,6 +202,7 @@ impl ServiceSpec {
             console_rate: default_console_rate(),
             max_connections: 0,
             snapshot: false,
+            volume: None,
         }
     }
 
@@ -252,6 +256,24 @@ impl ServiceSpec {
         }
         if self.snapshot && self.tap.is_some() {
             return fail("snapshot", "clones use user-mode networking only: remove `tap`");
+        }
+        if let Some(volume) = &self.volume {
+            if let Some(problem) = volume.problem() {
+                return fail("volume", problem);
+            }
+            if self.snapshot {
+                return fail(
+                    "volume",
+                    "cannot be combined with snapshot = true (a clone's store would be stale)",
+                );
+            }
+            if !volume.read_only && (self.max_instances != 1 || self.warm_shells != 0) {
+                return fail(
+                    "volume",
+                    "is writable, so it has one writer: set max_instances = 1 and warm_shells = 0 \
+                     (or read_only = true to share it)",
+                );
+            }
         }
         if let Some(tap) = &self.tap {
             if tap.name.is_empty() || tap.name.len() > 15 {
@@ -486,13 +508,20 @@ impl Config {
     }
 
     /// The built-in configuration: http-hello on `/hello` and kv on `/kv`, both scaling to
-    /// zero after 3 s idle, built from the examples under `repo`.
+    /// zero after 3 s idle, built from the examples under `repo`; kv keeps its data in the
+    /// volume `kv.img` of the state directory's `volumes/`.
     pub fn builtin(repo: &std::path::Path) -> Config {
         let mut hello = ServiceSpec::new("http-hello", repo.join("examples/http-hello"), "/hello");
         hello.idle_timeout_ms = 3000;
         let mut kv = ServiceSpec::new("kv", repo.join("examples/kv"), "/kv");
         kv.idle_timeout_ms = 3000;
-        kv.max_instances = 1; // one store: its state lives in the instance
+        kv.max_instances = 1; // one writer of its volume
+        kv.warm_shells = 0;
+        kv.volume = Some(crate::volume::VolumeConfig {
+            path: "kv.img".into(),
+            size_mib: 64,
+            read_only: false,
+        });
         Config { gateway: GatewayConfig::default(), services: vec![hello, kv] }
     }
 }

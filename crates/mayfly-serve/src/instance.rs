@@ -47,6 +47,8 @@ pub struct Launch {
     pub max_connections: u64,
     /// The snapshot instances are cloned from, if the service asks for snapshots.
     pub from_snapshot: Option<std::path::PathBuf>,
+    /// The volume: the monitor's `--volume` value and its file's one-writer gate.
+    pub volume: Option<(String, std::sync::Arc<tokio::sync::Semaphore>)>,
 }
 
 impl Launch {
@@ -76,6 +78,7 @@ impl Launch {
             env: self.env.clone(),
             args: self.args.clone(),
             from_snapshot: self.from_snapshot.clone(),
+            volume: self.volume.as_ref().map(|(spec, _)| spec.clone()),
         }
     }
 }
@@ -89,6 +92,8 @@ pub enum InstanceError {
     Failed(String),
     #[error("the monitor did not get ready within {PREPARE_TIMEOUT:?}")]
     Timeout,
+    #[error("the previous instance still holds the volume after {PREPARE_TIMEOUT:?}")]
+    VolumeBusy,
     #[error("cannot create the gateway's private socket directory: {0}")]
     SocketDir(std::io::Error),
 }
@@ -134,6 +139,17 @@ impl Shell {
         logs: LogBuffer,
         exits: mpsc::UnboundedSender<Exited>,
     ) -> Result<Shell, InstanceError> {
+        // One writer per volume: wait until the previous monitor of this volume is reaped (its
+        // watcher holds the permit until then).
+        let permit = match &launch.volume {
+            Some((_, gate)) => Some(
+                tokio::time::timeout(PREPARE_TIMEOUT, gate.clone().acquire_owned())
+                    .await
+                    .map_err(|_| InstanceError::VolumeBusy)?
+                    .map_err(|_| InstanceError::VolumeBusy)?,
+            ),
+            None => None,
+        };
         let mut cmd = Command::new(&launch.mayfly);
         // Where the guest's port will be reachable, when it is known in advance (tap).
         let mut addr = launch.tap.as_ref().and_then(|tap| {
@@ -189,7 +205,9 @@ impl Shell {
         let addr = match (ready, addr) {
             (Ok(true), Some(addr)) => addr,
             (Err(_), _) => {
-                // The monitor is killed as `child` drops; its socket file goes now.
+                // Killed and reaped before the volume's permit goes; its socket file goes now.
+                let _ = child.kill().await;
+                drop(permit);
                 crate::sockets::remove_socket(socket.as_deref());
                 return Err(InstanceError::Timeout);
             }
@@ -200,7 +218,7 @@ impl Shell {
             }
         };
         let (kill, killed) = oneshot::channel();
-        let watched = Watched { id, name, child, stderr: lines, logs, socket };
+        let watched = Watched { id, name, child, stderr: lines, logs, socket, permit };
         tokio::spawn(watch(watched, killed, exits));
         Ok(Shell {
             id,
@@ -277,6 +295,8 @@ struct Watched {
     stderr: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
     logs: LogBuffer,
     socket: Option<PathBuf>,
+    /// The volume's one-writer permit, given back once the process is reaped.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Waits for the process to end (or to be told to kill it) and reports how it ended.
@@ -285,7 +305,7 @@ async fn watch(
     killed: oneshot::Receiver<()>,
     exits: mpsc::UnboundedSender<Exited>,
 ) {
-    let Watched { id, name, mut child, mut stderr, logs, socket } = watched;
+    let Watched { id, name, mut child, mut stderr, logs, socket, permit } = watched;
     let mut last_words = String::new();
     let mut kill_requested = false;
     let mut killed = std::pin::pin!(killed);
@@ -321,6 +341,8 @@ async fn watch(
     // (a guest fault, panic or exit) exits with a status even if a kill was asked meanwhile.
     let by_our_kill = kill_requested
         && status.is_some_and(|s| std::os::unix::process::ExitStatusExt::signal(&s) == Some(9));
+    // The process is reaped: the next writer of its volume may start.
+    drop(permit);
     crate::sockets::remove_socket(socket.as_deref());
     let service = name.rsplit_once('-').map_or(name.as_str(), |(s, _)| s).to_owned();
     let code = status.and_then(|s| s.code());

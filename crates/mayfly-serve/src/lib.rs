@@ -32,6 +32,7 @@ pub mod sockets;
 pub mod sys;
 pub mod token;
 pub mod upstream;
+pub mod volume;
 
 use config::Config;
 use orchestrator::Orchestrator;

@@ -46,6 +46,8 @@ pub enum DeployError {
          `snapshot = true` must wait for I/O (listen) after starting"
     )]
     Snapshot { service: String, message: String },
+    #[error("service {service:?}: cannot create the volume directory: {reason}")]
+    Volume { service: String, reason: String },
 }
 
 /// A service, as listed by the admin API (the type is the admin API's contract).
@@ -121,7 +123,19 @@ impl Orchestrator {
         // A new snapshot at every deploy: a new image (or new arguments) is a new deploy.
         let from_snapshot =
             if spec.snapshot { Some(self.snapshot(&spec, &image).await?) } else { None };
+        let volume = match &spec.volume {
+            Some(volume) => {
+                let dir = crate::volume::volume_dir().map_err(|e| DeployError::Volume {
+                    service: spec.name.clone(),
+                    reason: e.to_string(),
+                })?;
+                let file = volume.file(&dir);
+                Some((volume.monitor_spec(&file), crate::volume::gate(&file)))
+            }
+            None => None,
+        };
         let launch = Launch {
+            volume,
             from_snapshot,
             mayfly: self.mayfly.clone(),
             image: image.clone(),
@@ -352,8 +366,20 @@ impl Orchestrator {
             (svc.launch().clone(), svc.logs().clone())
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let result =
-            Shell::prepare(id, instance_name(service, id), &launch, logs, self.exits.clone()).await;
+        let stale_until = Instant::now() + crate::volume::STALE_HOLDER_WAIT;
+        let result = loop {
+            let logs = logs.clone();
+            let result =
+                Shell::prepare(id, instance_name(service, id), &launch, logs, self.exits.clone())
+                    .await;
+            // A volume still locked by a monitor this gateway never started (one of a gateway
+            // killed just before): wait for it to go rather than fail the request.
+            if crate::volume::held_elsewhere(&result) && Instant::now() < stale_until {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            break result;
+        };
         let to_start = {
             let mut services = self.lock();
             let Some(svc) = services.get_mut(service) else { return };

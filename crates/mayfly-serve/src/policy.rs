@@ -84,6 +84,15 @@ impl ApiPolicy {
                 image.display()
             ));
         }
+        if let Some(volume) = &spec.volume
+            && !volume.is_contained()
+        {
+            return Err(format!(
+                "service {name:?}: volume `path` {} must be a relative name without `..`: \
+                 volumes deployed through the admin API live in the gateway's volume directory",
+                volume.path.display()
+            ));
+        }
         Ok(())
     }
 

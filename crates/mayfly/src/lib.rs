@@ -25,6 +25,8 @@
 /// The `alloc` crate, for applications that want more than the prelude.
 pub extern crate alloc;
 
+#[cfg(feature = "block")]
+pub mod block;
 pub mod console;
 pub mod env;
 #[cfg(feature = "http")]
@@ -65,7 +67,8 @@ pub use task::{block_on, spawn};
 pub use time::wait;
 
 /// Devices this image asks the monitor for (recorded in the image's manifest).
-const DEVICES: u32 = if cfg!(feature = "net") { 1 << abi::manifest::Device::Net as u32 } else { 0 };
+const DEVICES: u32 = if cfg!(feature = "net") { 1 << abi::manifest::Device::Net as u32 } else { 0 }
+    | if cfg!(feature = "block") { 1 << abi::manifest::Device::Block as u32 } else { 0 };
 
 /// Lets the network stack run; returns when it next needs to.
 fn net_poll() -> Option<time::Instant> {

@@ -148,6 +148,23 @@ unsafe fn hypercall(call: Hypercall, args: usize) {
     };
 }
 
+/// Serves a batch of volume requests in one exit; returns the batch's status (each request's
+/// own is written into it).
+#[cfg(feature = "block")]
+pub fn block(requests: &mut [mayfly_abi::block::BlockRequest]) -> i32 {
+    let mut args = mayfly_abi::block::BlockArgs {
+        requests: requests.as_mut_ptr() as u64,
+        count: u32::try_from(requests.len()).unwrap_or(u32::MAX),
+        status: 0,
+    };
+    // SAFETY: `args` is a live BlockArgs on our stack naming `requests`, a live array the
+    // monitor writes only the `status` fields of; each request's buffer is the caller's live
+    // slice of the length it names (see `crate::block`), written by the monitor only for reads.
+    unsafe { hypercall(Hypercall::Block, &mut args as *mut mayfly_abi::block::BlockArgs as usize) };
+    // SAFETY: the monitor wrote the OUT field during the hypercall; read it afresh.
+    unsafe { core::ptr::read_volatile(&args.status) }
+}
+
 /// Stops the guest for good.
 pub fn exit(status: i32, reason: mayfly_abi::ExitReason, message: &[u8]) -> ! {
     let args = ExitArgs {

@@ -83,6 +83,11 @@ pub struct Args {
     /// sandbox are this run's. It gets its own entropy and the current time.
     #[arg(long, value_name = "FILE")]
     from_snapshot: Option<PathBuf>,
+    /// Attach a volume (a block device) backed by FILE: `FILE`, `FILE:ro` (read-only), or
+    /// `FILE:size=64M` (created at that size if missing). The image must declare a block device
+    /// (the `block` feature of the mayfly crate).
+    #[arg(long, value_name = "FILE[:ro|:size=N]", conflicts_with_all = ["snapshot_out", "from_snapshot"])]
+    volume: Option<String>,
     /// Arguments for the guest.
     #[arg(last = true)]
     guest_args: Vec<String>,
@@ -201,6 +206,7 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         console_limit: args.console_limit,
         console_rate: args.console_rate.filter(|r| *r > 0),
         snapshot_out: args.snapshot_out.clone(),
+        volume: args.volume.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?,
     };
     if let Some(seconds) = args.cpu_limit {
         anyhow::ensure!(seconds > 0, "--cpu-limit must be at least 1 second");

@@ -34,6 +34,7 @@ fn published() -> MonitorArgs {
         env: vec![("A".into(), "b=c".into()), ("EMPTY".into(), String::new())],
         args: vec!["--mem".into(), "x y".into()],
         from_snapshot: None,
+        volume: Some("/state/volumes/kv.img:size=64M".into()),
     }
 }
 
@@ -57,6 +58,7 @@ fn published_monitor_flags_mean_what_the_gateway_meant() {
     assert_eq!(args.env, published().env);
     assert_eq!(args.guest_args, ["--mem", "x y"]);
     assert!(args.net.is_none());
+    assert_eq!(args.volume.as_deref(), Some("/state/volumes/kv.img:size=64M"));
 }
 
 #[test]
@@ -99,8 +101,11 @@ fn tap_monitor_flags_mean_what_the_gateway_meant() {
 
 #[test]
 fn a_clone_launch_means_what_the_gateway_meant() {
-    let monitor =
-        MonitorArgs { from_snapshot: Some("/run/mayfly-serve/s.snap".into()), ..published() };
+    let monitor = MonitorArgs {
+        from_snapshot: Some("/run/mayfly-serve/s.snap".into()),
+        volume: None,
+        ..published()
+    };
     let args = parse(&monitor);
     assert_eq!(
         args.from_snapshot.as_deref(),

@@ -38,7 +38,7 @@ pub struct HypercallCase {
 }
 
 /// A guest address: mostly valid, often at an edge (reserved area, end of memory, past it).
-fn place(r: &mut Reader, len: u64) -> u64 {
+pub fn place(r: &mut Reader, len: u64) -> u64 {
     match r.pick(9) {
         7 => TEXT + u64::from(r.u16()) % 0x3000,
         0..=2 => RESERVED_END + u64::from(r.u32()) % (MEM - RESERVED_END - len),
@@ -95,7 +95,7 @@ const DATA: u64 = RODATA + 0x1000;
 
 /// The memory plan of that image in `MEM` bytes: the monitor writes Wait's result only into
 /// memory this plan marks guest-writable.
-fn plan() -> MemoryPlan {
+pub fn plan() -> MemoryPlan {
     let segment = |start, write, exec| Segment {
         start,
         mem_size: 0x1000,
@@ -119,11 +119,11 @@ fn plan() -> MemoryPlan {
 }
 
 /// Whether `[addr, addr + len)` is guest memory the guest may write (not its text or rodata).
-fn guest_writable(addr: u64, len: u64) -> bool {
+pub fn guest_writable(addr: u64, len: u64) -> bool {
     in_guest(addr, len) && (addr >= DATA || addr.saturating_add(len) <= TEXT)
 }
 
-fn in_guest(addr: u64, len: u64) -> bool {
+pub fn in_guest(addr: u64, len: u64) -> bool {
     addr >= RESERVED_END && addr.checked_add(len).is_some_and(|end| end <= MEM)
 }
 
@@ -199,7 +199,7 @@ pub fn check(case: &HypercallCase) -> String {
         case.at,
         case.size,
         deadline,
-        None,
+        hypercalls::Devices::default(),
     );
     let short_wait = call == Some(1)
         && case.size == 4

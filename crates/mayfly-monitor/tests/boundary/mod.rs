@@ -7,6 +7,7 @@
 // Decoders cut fuzz words to field widths on purpose.
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
+pub mod block;
 pub mod elf;
 pub mod hypercall;
 pub mod rings;

@@ -28,6 +28,7 @@ fn service(spec: ServiceSpec) -> Service {
         console_rate: 0,
         max_connections: 0,
         from_snapshot: None,
+        volume: None,
     };
     Service::new(spec, launch, LogBuffer::default())
 }

@@ -25,8 +25,42 @@ fn write_to(addr: usize) {
     unsafe { (addr as *mut u64).write_volatile(0x4141_4141_4141_4141) };
 }
 
+/// One malformed batch of volume requests, rung raw (bypassing the library's checks).
+fn block_attack(mode: &str) -> bool {
+    use mayfly::abi::block::{BlockArgs, BlockRequest};
+    let sectors = mayfly::env::memory().block.sectors;
+    let mut buf = vec![0u8; 4096];
+    let mut request = BlockRequest {
+        op: 0,
+        sectors: 8,
+        sector: 0,
+        buf: buf.as_mut_ptr() as u64,
+        ..BlockRequest::default()
+    };
+    let mut count = 1;
+    match mode {
+        "block-past-the-end" => request.sector = sectors - 4,
+        "block-sector-overflow" => request.sector = u64::MAX - 2,
+        "block-buffer-outside-memory" => request.buf = 0xffff_f000,
+        "block-read-into-text" => request.buf = main as fn() -> i32 as usize as u64,
+        "block-bad-op" => request.op = 9,
+        "block-huge-request" => request.sectors = u32::MAX,
+        "block-huge-batch" => count = 100_000,
+        _ => return false,
+    }
+    let mut args =
+        BlockArgs { requests: &mut request as *mut BlockRequest as u64, count, status: 0 };
+    ring(Hypercall::Block.doorbell(), &mut args as *mut BlockArgs as u32);
+    println!("hostile: the monitor served a malformed block batch: status {}", args.status);
+    core::hint::black_box(&buf);
+    true
+}
+
 fn main() -> i32 {
     let mode = mayfly::env::args().nth(1).unwrap_or("");
+    if block_attack(mode) {
+        return 0;
+    }
     match mode {
         // Argument structures outside memory, wrapping, or in the monitor's reserved area.
         "args-outside-memory" => ring(Hypercall::Exit.doorbell(), 0xffff_fff0),

@@ -9,6 +9,7 @@ use mayfly::time::Instant;
 mayfly::main!(main);
 
 mod tasks;
+mod volume;
 
 /// Written by every clone of the `snapshot-point` mode (see there).
 static SNAPSHOT_COUNTER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -154,6 +155,9 @@ fn main() -> i32 {
         }
         "tasks" => tasks::run(),
         other => {
+            if let Some(status) = volume::run(other, arg(2), arg(3)) {
+                return status;
+            }
             println!("probe: unknown mode {other:?}");
             64
         }
