@@ -166,6 +166,25 @@ pub extern "C" fn geteuid() -> u32 {
     0
 }
 
+/// There is no user database: every uid is "not found" (`*result = NULL`, status 0), as glibc
+/// answers for a uid without an entry. whoami (which tokio-postgres links for its default
+/// user name) then reports an error instead of a name.
+///
+/// # Safety
+/// `result` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getpwuid_r(
+    _uid: u32,
+    _pwd: *mut c_void,
+    _buf: *mut c_char,
+    _len: usize,
+    result: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: C contract: `result` is writable.
+    unsafe { result.write(core::ptr::null_mut()) };
+    0
+}
+
 /// No dynamic symbols: std looks up optional glibc functions this way and does without them.
 #[unsafe(no_mangle)]
 pub extern "C" fn dlsym(_handle: *mut c_void, _name: *const c_char) -> *mut c_void {
