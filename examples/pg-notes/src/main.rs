@@ -38,7 +38,7 @@ fn database_config() -> Result<tokio_postgres::Config, String> {
     let port: u16 = port.parse().map_err(|_| format!("PG_PORT={port:?} is not a port number"))?;
     let user = var("PG_USER", "postgres");
     let mut config = tokio_postgres::Config::new();
-    config.hostaddr(addr).port(port).user(&user).dbname(&var("PG_DBNAME", &user));
+    config.hostaddr(addr).port(port).user(&user).dbname(var("PG_DBNAME", &user));
     if let Ok(password) = std::env::var("PG_PASSWORD") {
         config.password(password);
     }
@@ -78,7 +78,8 @@ async fn handle(
         _ => return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, "use GET or PUT\n")),
     };
     Ok(stored.unwrap_or_else(|e| {
-        println!("database error: {e}");
+        let e = with_cause(&e);
+        println!("pg-notes: database error: {e}");
         reply(StatusCode::SERVICE_UNAVAILABLE, format!("database error: {e}\n"))
     }))
 }
@@ -91,13 +92,21 @@ async fn main() {
     }
 }
 
+/// `e` and its cause (tokio-postgres says "error connecting to server" and keeps the why there).
+fn with_cause(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
 async fn serve() -> Result<(), String> {
     let port: u16 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(80);
     let config = database_config()?;
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
+        .map_err(|e| format!("cannot reach PostgreSQL: {}", with_cause(&e)))?;
     // The connection runs beside the server; when it ends, so does the service (a new instance
     // connects again), rather than answering every request with an error.
     tokio::spawn(async move {
@@ -110,7 +119,7 @@ async fn serve() -> Result<(), String> {
             "CREATE TABLE IF NOT EXISTS notes (key text PRIMARY KEY, body bytea NOT NULL)",
         )
         .await
-        .map_err(|e| format!("cannot create the notes table: {e}"))?;
+        .map_err(|e| format!("cannot create the notes table: {}", with_cause(&e)))?;
     let listener = TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
