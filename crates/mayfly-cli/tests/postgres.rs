@@ -3,7 +3,7 @@
 //! (Debian's `postgresql` package: a private data directory, a free loopback port, a private
 //! socket directory). The guest reaches it at 10.0.2.2 through the service's
 //! `allow_host_ports`. Writes go through the gateway, the service scales to zero, and the reads
-//! of a new instance come back from PostgreSQL. Never skipped: without PostgreSQL it fails
+//! of a new instance come back from PostgreSQL. The guest authenticates with SCRAM-SHA-256. Never skipped: without PostgreSQL it fails
 //! saying what to install.
 
 mod common;
@@ -14,6 +14,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The `postgres` user's password (TCP connections authenticate with SCRAM-SHA-256).
+const PASSWORD: &str = "notes-in-a-unikernel";
 
 /// How long PostgreSQL may take to accept connections.
 const PG_READY_LIMIT: Duration = Duration::from_secs(60);
@@ -97,10 +100,18 @@ impl Postgres {
             cmd
         };
         let data = dir.join("data");
+        // TCP (the guest) authenticates with SCRAM; the Unix socket (this test's psql) is trusted.
+        let pwfile = dir.join("password");
+        std::fs::write(&pwfile, PASSWORD).unwrap();
+        if let Some((uid, gid)) = ids {
+            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).unwrap();
+        }
         let init = as_server(bin.join("initdb"))
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .args(["-U", "postgres", "--auth-host=scram-sha-256", "--auth-local=trust"])
+            .args(["-E", "UTF8", "--no-sync"])
             .output()
             .expect("run initdb");
         assert!(
@@ -191,7 +202,8 @@ fn notes_outlive_their_instances_in_postgresql() {
             "examples/pg-notes",
             &format!(
                 "path_prefix = \"/notes\"\nallow_host_ports = [{port}]\nidle_timeout_ms = 300\n\
-                 warm_shells = 0\nmem_mib = 64\nenv = {{ PG_PORT = \"{port}\" }}"
+                 warm_shells = 0\nmem_mib = 64\n\
+                 env = {{ PG_PORT = \"{port}\", PG_PASSWORD = \"{PASSWORD}\" }}"
             ),
         ),
     );
