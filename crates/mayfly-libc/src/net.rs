@@ -437,27 +437,25 @@ fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int> {
 }
 
 fn recv_on(socket: &mut Socket, buf: &mut [u8]) -> Result<usize, c_int> {
-    {
-        let at = deadline(socket, socket.read_timeout_ns);
-        let State::Connected { stream, read_shut } = &mut socket.state else {
-            return Err(ENOTCONN);
-        };
-        if *read_shut || buf.is_empty() {
-            return Ok(0);
+    let at = deadline(socket, socket.read_timeout_ns);
+    let State::Connected { stream, read_shut } = &mut socket.state else {
+        return Err(ENOTCONN);
+    };
+    if *read_shut || buf.is_empty() {
+        return Ok(0);
+    }
+    match block_on(stream.read(buf), at) {
+        Some(result) => {
+            // Data consumed: what arrives next is a new edge, as on Linux, where epoll
+            // reports each arrival. tokio stops reading after a short read (no EAGAIN)
+            // and waits for that edge; had the socket to be seen not ready first, a reply
+            // that arrived before the next epoll_wait would never be reported.
+            socket.reported.0 = false;
+            result.map_err(|e| net_errno(e, false))
         }
-        match block_on(stream.read(buf), at) {
-            Some(result) => {
-                // Data consumed: what arrives next is a new edge, as on Linux, where epoll
-                // reports each arrival. tokio stops reading after a short read (no EAGAIN)
-                // and waits for that edge; had the socket to be seen not ready first, a reply
-                // that arrived before the next epoll_wait would never be reported.
-                socket.reported.0 = false;
-                result.map_err(|e| net_errno(e, false))
-            }
-            None => {
-                socket.reported.0 = false;
-                Err(errno::EAGAIN)
-            }
+        None => {
+            socket.reported.0 = false;
+            Err(errno::EAGAIN)
         }
     }
 }
@@ -472,22 +470,20 @@ fn send_to(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
 }
 
 fn send_on(socket: &mut Socket, buf: &[u8]) -> Result<usize, c_int> {
-    {
-        let at = deadline(socket, socket.write_timeout_ns);
-        let State::Connected { stream, .. } = &mut socket.state else { return Err(ENOTCONN) };
-        if buf.is_empty() {
-            return Ok(0);
+    let at = deadline(socket, socket.write_timeout_ns);
+    let State::Connected { stream, .. } = &mut socket.state else { return Err(ENOTCONN) };
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    match block_on(stream.write(buf), at) {
+        Some(result) => {
+            // Likewise: after a (possibly short) write, room that appears is a new edge.
+            socket.reported.1 = false;
+            result.map_err(|e| net_errno(e, false))
         }
-        match block_on(stream.write(buf), at) {
-            Some(result) => {
-                // Likewise: after a (possibly short) write, room that appears is a new edge.
-                socket.reported.1 = false;
-                result.map_err(|e| net_errno(e, false))
-            }
-            None => {
-                socket.reported.1 = false;
-                Err(errno::EAGAIN)
-            }
+        None => {
+            socket.reported.1 = false;
+            Err(errno::EAGAIN)
         }
     }
 }
