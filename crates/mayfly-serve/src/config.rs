@@ -317,6 +317,11 @@ pub struct GatewayConfig {
     /// directories of this file's own images. Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_roots: Vec<PathBuf>,
+    /// Host ports a service deployed through the admin API may name in `allow_host_ports`
+    /// (services in this file may name any): a host-port grant reaches a host service, such
+    /// as a database, so an admin token grants none unless listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_host_ports: Vec<u16>,
     /// Guest memory all services may reserve together, MiB: the sum over services of
     /// `mem_mib * (max_instances + warm_shells)`.
     #[serde(default = "default_memory_budget")]
@@ -398,6 +403,7 @@ impl Default for GatewayConfig {
             admin_public: false,
             build_roots: Vec::new(),
             image_roots: Vec::new(),
+            api_host_ports: Vec::new(),
             memory_budget_mib: default_memory_budget(),
             head_timeout_ms: default_head_timeout(),
             body_timeout_ms: default_body_timeout(),
