@@ -1,6 +1,7 @@
 //! The epoll family and eventfd, for mio (tokio's I/O driver): readiness of sockets comes from
 //! the library OS's network stack, reported edge-triggered (a readiness is reported once, then
-//! again only after the socket was seen not ready or an operation on it hit EAGAIN), which is
+//! again only after the socket was seen not ready, or an operation on it read or wrote some
+//! bytes or hit EAGAIN), which is
 //! what mio asks for (EPOLLET) and what keeps an idle event loop asleep. A blocked
 //! `epoll_wait` parks its thread until a socket's waker or an eventfd write readies it, or
 //! its timeout passes; with nothing else to run the vCPU sleeps in the monitor.
@@ -121,6 +122,9 @@ pub unsafe extern "C" fn epoll_ctl(
 fn events_of(fd: c_int, wanted: u32, cx: &mut Context<'_>) -> Option<u32> {
     if let Ok(events) = with_object(fd, |socket: &mut Socket| {
         let (readable, writable) = crate::net::socket_readiness(socket, cx);
+        if !socket.watchers.iter().any(|w| w.will_wake(cx.waker())) {
+            socket.watchers.push(cx.waker().clone());
+        }
         let mut events = 0;
         if readable && wanted & EPOLLIN != 0 && !socket.reported.0 {
             events |= EPOLLIN;

@@ -73,6 +73,21 @@ pub fn message(errnum: c_int) -> &'static str {
         EDEADLK => "Resource deadlock avoided",
         ENOSYS => "Function not implemented",
         ETIMEDOUT => "Connection timed out",
+        EPROTONOSUPPORT => "Protocol not supported",
+        // The socket errors `net.rs` sets, with glibc's texts (a refused database connection
+        // said "Unknown error (os error 111)").
+        24 => "Too many open files",
+        32 => "Broken pipe",
+        88 => "Socket operation on non-socket",
+        95 => "Operation not supported",
+        97 => "Address family not supported by protocol",
+        98 => "Address already in use",
+        99 => "Cannot assign requested address",
+        100 => "Network is down",
+        104 => "Connection reset by peer",
+        106 => "Transport endpoint is already connected",
+        107 => "Transport endpoint is not connected",
+        111 => "Connection refused",
         _ => "Unknown error",
     }
 }

@@ -115,8 +115,14 @@ pub struct Socket {
     state: State,
     nonblocking: bool,
     /// Readiness already reported by `epoll_wait` (edge-triggered: reported again only after
-    /// the socket was seen not ready, or an operation on it found it not ready).
+    /// the socket was seen not ready, or an operation on it read or wrote or found it not
+    /// ready).
     pub(crate) reported: (bool, bool),
+    /// The `epoll_wait` calls that looked at this socket, woken by every operation on it so
+    /// that they look again: an operation changes what is to be reported (and its attempt,
+    /// pending, takes the stack's one waker per direction from them), and a thread parked in
+    /// `epoll_wait` while another thread reads must still see the next arrival.
+    pub(crate) watchers: alloc::vec::Vec<core::task::Waker>,
     read_timeout_ns: Option<u64>,
     write_timeout_ns: Option<u64>,
 }
@@ -237,6 +243,11 @@ pub(crate) fn socket_readiness(
     }
 }
 
+/// Wakes the `epoll_wait` calls watching `socket` (see [`Socket::watchers`]).
+fn wake_watchers(socket: &mut Socket) {
+    socket.watchers.drain(..).for_each(core::task::Waker::wake);
+}
+
 fn ret(result: Result<c_int, c_int>) -> c_int {
     result.unwrap_or_else(errno::fail)
 }
@@ -258,6 +269,7 @@ pub extern "C" fn socket(domain: c_int, kind: c_int, _protocol: c_int) -> c_int 
         state: State::Fresh { port: 0 },
         nonblocking: kind & SOCK_NONBLOCK != 0,
         reported: (false, false),
+        watchers: alloc::vec::Vec::new(),
         read_timeout_ns: None,
         write_timeout_ns: None,
     };
@@ -347,13 +359,14 @@ pub unsafe extern "C" fn accept4(
     let accepted = with_socket(fd, |socket| {
         let at = deadline(socket, socket.read_timeout_ns);
         let State::Listening(listener) = &mut socket.state else { return Err(errno::EINVAL) };
-        match block_on(listener.accept(), at) {
+        let accepted = match block_on(listener.accept(), at) {
             Some(stream) => stream.map_err(|e| net_errno(e, false)),
-            None => {
-                socket.reported.0 = false;
-                Err(errno::EAGAIN)
-            }
-        }
+            None => Err(errno::EAGAIN),
+        };
+        // As for reads: the next connection is a new edge.
+        socket.reported.0 = false;
+        wake_watchers(socket);
+        accepted
     });
     let stream = match accepted {
         Ok(stream) => stream,
@@ -364,6 +377,7 @@ pub unsafe extern "C" fn accept4(
         state: State::Connected { stream, read_shut: false },
         nonblocking: flags & SOCK_NONBLOCK != 0,
         reported: (false, false),
+        watchers: alloc::vec::Vec::new(),
         read_timeout_ns: None,
         write_timeout_ns: None,
     };
@@ -416,39 +430,62 @@ fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int> {
         return Err(EOPNOTSUPP);
     }
     with_socket(fd, |socket| {
-        let at = deadline(socket, socket.read_timeout_ns);
-        let State::Connected { stream, read_shut } = &mut socket.state else {
-            return Err(ENOTCONN);
-        };
-        if *read_shut || buf.is_empty() {
-            return Ok(0);
-        }
-        match block_on(stream.read(buf), at) {
-            Some(result) => result.map_err(|e| net_errno(e, false)),
-            None => {
-                socket.reported.0 = false;
-                Err(errno::EAGAIN)
-            }
-        }
+        let result = recv_on(socket, buf);
+        wake_watchers(socket);
+        result
     })
+}
+
+fn recv_on(socket: &mut Socket, buf: &mut [u8]) -> Result<usize, c_int> {
+    let at = deadline(socket, socket.read_timeout_ns);
+    let State::Connected { stream, read_shut } = &mut socket.state else {
+        return Err(ENOTCONN);
+    };
+    if *read_shut || buf.is_empty() {
+        return Ok(0);
+    }
+    match block_on(stream.read(buf), at) {
+        Some(result) => {
+            // Data consumed: what arrives next is a new edge, as on Linux, where epoll
+            // reports each arrival. tokio stops reading after a short read (no EAGAIN)
+            // and waits for that edge; had the socket to be seen not ready first, a reply
+            // that arrived before the next epoll_wait would never be reported.
+            socket.reported.0 = false;
+            result.map_err(|e| net_errno(e, false))
+        }
+        None => {
+            socket.reported.0 = false;
+            Err(errno::EAGAIN)
+        }
+    }
 }
 
 /// Writes to connected socket `fd`.
 fn send_to(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
     with_socket(fd, |socket| {
-        let at = deadline(socket, socket.write_timeout_ns);
-        let State::Connected { stream, .. } = &mut socket.state else { return Err(ENOTCONN) };
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        match block_on(stream.write(buf), at) {
-            Some(result) => result.map_err(|e| net_errno(e, false)),
-            None => {
-                socket.reported.1 = false;
-                Err(errno::EAGAIN)
-            }
-        }
+        let result = send_on(socket, buf);
+        wake_watchers(socket);
+        result
     })
+}
+
+fn send_on(socket: &mut Socket, buf: &[u8]) -> Result<usize, c_int> {
+    let at = deadline(socket, socket.write_timeout_ns);
+    let State::Connected { stream, .. } = &mut socket.state else { return Err(ENOTCONN) };
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    match block_on(stream.write(buf), at) {
+        Some(result) => {
+            // Likewise: after a (possibly short) write, room that appears is a new edge.
+            socket.reported.1 = false;
+            result.map_err(|e| net_errno(e, false))
+        }
+        None => {
+            socket.reported.1 = false;
+            Err(errno::EAGAIN)
+        }
+    }
 }
 
 /// # Safety

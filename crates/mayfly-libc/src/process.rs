@@ -166,8 +166,46 @@ pub extern "C" fn geteuid() -> u32 {
     0
 }
 
-/// No dynamic symbols: std looks up optional glibc functions this way and does without them.
+/// There is no user database: every uid is "not found" (`*result = NULL`, status 0), as glibc
+/// answers for a uid without an entry. whoami (which tokio-postgres links for its default
+/// user name) then reports an error instead of a name.
+///
+/// # Safety
+/// `result` is writable.
 #[unsafe(no_mangle)]
-pub extern "C" fn dlsym(_handle: *mut c_void, _name: *const c_char) -> *mut c_void {
-    core::ptr::null_mut()
+pub unsafe extern "C" fn getpwuid_r(
+    _uid: u32,
+    _pwd: *mut c_void,
+    _buf: *mut c_char,
+    _len: usize,
+    result: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: C contract: `result` is writable.
+    unsafe { result.write(core::ptr::null_mut()) };
+    0
+}
+
+/// The optional functions `dlsym` finds: those mayfly-libc implements that programs look up
+/// at run time instead of linking. The getrandom crate (0.4, behind rand's `ThreadRng` and so
+/// tokio-postgres's SCRAM) looks `getrandom` up this way and, finding none, opens
+/// `/dev/urandom`, which does not exist here.
+fn found(name: &[u8]) -> *mut c_void {
+    match name {
+        b"getrandom" => crate::syscall::getrandom as *mut c_void,
+        _ => core::ptr::null_mut(),
+    }
+}
+
+/// No dynamic objects: a name is found only among the few in [`found`]; std looks up other
+/// optional glibc functions this way and does without them.
+///
+/// # Safety
+/// `name` is NUL-terminated (or null).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlsym(_handle: *mut c_void, name: *const c_char) -> *mut c_void {
+    if name.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: C contract: a NUL-terminated name.
+    found(unsafe { core::ffi::CStr::from_ptr(name) }.to_bytes())
 }

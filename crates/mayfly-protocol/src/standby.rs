@@ -109,6 +109,9 @@ pub struct MonitorArgs {
     pub console_rate: Option<u64>,
     /// Connections carried at once (`--max-connections`, user-mode networking only).
     pub max_connections: Option<u64>,
+    /// Host ports on 127.0.0.1 the guest may connect out to at 10.0.2.2
+    /// (`--allow-host-port`, user-mode networking only).
+    pub allow_host_ports: Vec<u16>,
     /// Guest environment (`--env K=V`).
     pub env: Vec<(String, String)>,
     /// Guest arguments (after `--`).
@@ -151,6 +154,11 @@ impl MonitorArgs {
         }
         if let (Some(n), MonitorNet::Publish { .. }) = (self.max_connections, &self.net) {
             flag("--max-connections", n.to_string());
+        }
+        if let MonitorNet::Publish { .. } = &self.net {
+            for port in &self.allow_host_ports {
+                flag("--allow-host-port", port.to_string());
+            }
         }
         flag("--mem", self.mem_mib.to_string());
         if let Some(volume) = &self.volume {
@@ -215,6 +223,7 @@ mod tests {
             console_limit_bytes: None,
             console_rate: None,
             max_connections: Some(5),
+            allow_host_ports: vec![],
             env: vec![],
             args: vec!["--mem".into()],
             from_snapshot: None,

@@ -103,6 +103,10 @@ pub struct ServiceSpec {
     /// Attach the instance to a tap device instead of user-mode networking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tap: Option<TapSpec>,
+    /// Ports on the host's 127.0.0.1 an instance may connect out to, at 10.0.2.2 in the guest
+    /// (`mayfly run --allow-host-port`): a database on the host, say. User-mode networking only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_host_ports: Vec<u16>,
     /// CPU time an instance may use, seconds (0: no limit).
     #[serde(default)]
     pub cpu_limit_s: u64,
@@ -197,6 +201,7 @@ impl ServiceSpec {
             queue_limit: default_queue(),
             queue_timeout_ms: default_queue_timeout(),
             tap: None,
+            allow_host_ports: Vec::new(),
             cpu_limit_s: 0,
             console_limit_kib: 0,
             console_rate: default_console_rate(),
@@ -253,6 +258,22 @@ impl ServiceSpec {
         }
         if self.env.keys().any(|k| k.is_empty() || k.contains('=')) {
             return fail("env", "names must be non-empty and contain no '='");
+        }
+        if self.allow_host_ports.contains(&0) {
+            return fail("allow_host_ports", "must not contain port 0: name the host's ports");
+        }
+        if !self.allow_host_ports.is_empty() && self.tap.is_some() {
+            return fail(
+                "allow_host_ports",
+                "is for user-mode networking: with `tap`, route to the host over the tap instead",
+            );
+        }
+        if self.snapshot && !self.allow_host_ports.is_empty() {
+            return fail(
+                "snapshot",
+                "clones would resume the snapshot's connections to the host: remove `snapshot` \
+                 or `allow_host_ports`",
+            );
         }
         if self.snapshot && self.tap.is_some() {
             return fail("snapshot", "clones use user-mode networking only: remove `tap`");
@@ -318,6 +339,11 @@ pub struct GatewayConfig {
     /// directories of this file's own images. Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_roots: Vec<PathBuf>,
+    /// Host ports a service deployed through the admin API may name in `allow_host_ports`
+    /// (services in this file may name any): a host-port grant reaches a host service, such
+    /// as a database, so an admin token grants none unless listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_host_ports: Vec<u16>,
     /// Guest memory all services may reserve together, MiB: the sum over services of
     /// `mem_mib * (max_instances + warm_shells)`.
     #[serde(default = "default_memory_budget")]
@@ -399,6 +425,7 @@ impl Default for GatewayConfig {
             admin_public: false,
             build_roots: Vec::new(),
             image_roots: Vec::new(),
+            api_host_ports: Vec::new(),
             memory_budget_mib: default_memory_budget(),
             head_timeout_ms: default_head_timeout(),
             body_timeout_ms: default_body_timeout(),

@@ -37,6 +37,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Tap networking instead of a published port.
     pub tap: Option<crate::config::TapSpec>,
+    /// Host ports the guest may connect out to (user-mode networking only).
+    pub allow_host_ports: Vec<u16>,
     /// CPU-time limit, seconds (0: none).
     pub cpu_limit_s: u64,
     /// Console limit, KiB (0: none).
@@ -75,6 +77,7 @@ impl Launch {
             console_limit_bytes: set(self.console_limit_kib * 1024),
             console_rate: set(self.console_rate),
             max_connections: set(self.max_connections),
+            allow_host_ports: self.allow_host_ports.clone(),
             env: self.env.clone(),
             args: self.args.clone(),
             from_snapshot: self.from_snapshot.clone(),

@@ -144,6 +144,7 @@ impl Orchestrator {
             args: spec.args.clone(),
             env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             tap: spec.tap.clone(),
+            allow_host_ports: spec.allow_host_ports.clone(),
             cpu_limit_s: spec.cpu_limit_s,
             console_limit_kib: spec.console_limit_kib,
             console_rate: spec.console_rate,

@@ -2,7 +2,7 @@
 //! file are trusted; a spec deployed through the admin API may only name a `crate` under a
 //! `[gateway] build_roots` directory (building runs its build scripts on this host) and an
 //! `image` under an image root (`[gateway] image_roots`, plus the directories of the file's own
-//! images). Every deploy, from the file or the API, stays within `[gateway] memory_budget_mib`.
+//! images), and grant only the host ports in `[gateway] api_host_ports`. Every deploy, from the file or the API, stays within `[gateway] memory_budget_mib`.
 
 use crate::config::{GatewayConfig, ServiceSpec};
 use std::path::{Component, Path, PathBuf};
@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 pub struct ApiPolicy {
     build_roots: Vec<PathBuf>,
     image_roots: Vec<PathBuf>,
+    host_ports: Vec<u16>,
     memory_budget_mib: u64,
     /// API deploys one at a time, so that two cannot both fit the budget's last room.
     pub deploys: tokio::sync::Mutex<()>,
@@ -56,6 +57,7 @@ impl ApiPolicy {
                 .chain(own_images)
                 .map(|r| real(&r))
                 .collect(),
+            host_ports: gateway.api_host_ports.clone(),
             memory_budget_mib: gateway.memory_budget_mib,
             deploys: tokio::sync::Mutex::new(()),
         }
@@ -91,6 +93,13 @@ impl ApiPolicy {
                 "service {name:?}: volume `path` {} must be a relative name without `..`: \
                  volumes deployed through the admin API live in the gateway's volume directory",
                 volume.path.display()
+            ));
+        }
+        if let Some(port) = spec.allow_host_ports.iter().find(|p| !self.host_ports.contains(p)) {
+            return Err(format!(
+                "service {name:?}: `allow_host_ports` names host port {port}, which deploys \
+                 through the admin API may not grant; list it in `api_host_ports` in the \
+                 gateway's [gateway] configuration"
             ));
         }
         Ok(())
@@ -144,6 +153,23 @@ mod tests {
             assert!(roots.admit(&spec(Some(escape), None)).is_err(), "{escape}");
         }
         assert!(roots.admit(&spec(None, Some("/srv/src/../../root"))).is_err());
+    }
+
+    #[test]
+    fn api_host_ports_must_be_listed() {
+        let mut db = spec(Some("/srv/img/a.img"), None);
+        db.allow_host_ports = vec![5432];
+        let none = policy(&[], &["/srv/img"], 1 << 20);
+        assert!(none.admit(&db).unwrap_err().contains("host port 5432"));
+        let gateway = GatewayConfig {
+            image_roots: vec!["/srv/img".into()],
+            api_host_ports: vec![5432],
+            ..GatewayConfig::default()
+        };
+        let listed = ApiPolicy::new(&gateway, &[]);
+        assert!(listed.admit(&db).is_ok());
+        db.allow_host_ports.push(22);
+        assert!(listed.admit(&db).unwrap_err().contains("host port 22"));
     }
 
     #[test]

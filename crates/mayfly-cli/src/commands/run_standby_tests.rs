@@ -31,6 +31,7 @@ fn published() -> MonitorArgs {
         console_limit_bytes: Some(4096),
         console_rate: Some(100),
         max_connections: Some(9),
+        allow_host_ports: vec![5432, 6379],
         env: vec![("A".into(), "b=c".into()), ("EMPTY".into(), String::new())],
         args: vec!["--mem".into(), "x y".into()],
         from_snapshot: None,
@@ -55,6 +56,7 @@ fn published_monitor_flags_mean_what_the_gateway_meant() {
         (Some(7), Some(4096), Some(100))
     );
     assert_eq!(args.max_connections, 9);
+    assert_eq!(args.allow_host_port, [5432, 6379]);
     assert_eq!(args.env, published().env);
     assert_eq!(args.guest_args, ["--mem", "x y"]);
     assert!(args.net.is_none());
@@ -97,6 +99,8 @@ fn tap_monitor_flags_mean_what_the_gateway_meant() {
     assert_eq!((args.cpu_limit, args.console_limit, args.console_rate), (None, None, None));
     // --max-connections is for user-mode networking: not passed with a tap.
     assert_eq!(args.max_connections, mayfly_monitor::net::usernet::MAX_CONNECTIONS);
+    // So is --allow-host-port (`mayfly run` refuses it with --net tap).
+    assert!(args.allow_host_port.is_empty());
 }
 
 #[test]

@@ -127,6 +127,17 @@ pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, _mode: u32) -
     ret(open_at(AT_FDCWD, unsafe { bytes(path) }, flags))
 }
 
+/// `open(path, flags, ...)`: the same as `open64` (crates that call libc directly, e.g.
+/// getrandom's file fallback, name this one).
+///
+/// # Safety
+/// `path` is NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn open(path: *const c_char, flags: c_int, mode: u32) -> c_int {
+    // SAFETY: C contract, passed on.
+    unsafe { open64(path, flags, mode) }
+}
+
 /// # Safety
 /// `path` is NUL-terminated.
 #[unsafe(no_mangle)]

@@ -99,3 +99,25 @@ fn tap_services_are_validated() {
     );
     assert!(parse(&bad_ip).unwrap_err().to_string().contains("IPv4 address with a prefix"));
 }
+
+#[test]
+fn host_ports_are_validated() {
+    let base = "[[service]]\nname = \"db\"\nimage = \"x\"\npath_prefix = \"/db\"\n";
+    let ok = parse(&format!("{base}allow_host_ports = [5432, 6379]\n")).unwrap();
+    assert_eq!(ok.services[0].allow_host_ports, [5432, 6379]);
+    assert!(parse(base).unwrap().services[0].allow_host_ports.is_empty());
+    let cases = [
+        ("allow_host_ports = [0]", "must not contain port 0"),
+        ("allow_host_ports = [70000]", "allow_host_ports"),
+        (
+            "allow_host_ports = [5432]\nmax_instances = 1\nwarm_shells = 0\n\
+             tap = { name = \"tap0\", ip = \"10.0.0.2/24\" }",
+            "is for user-mode networking",
+        ),
+        ("allow_host_ports = [5432]\nsnapshot = true", "resume the snapshot's connections"),
+    ];
+    for (extra, needle) in cases {
+        let err = parse(&format!("{base}{extra}\n")).expect_err(extra).to_string();
+        assert!(err.contains(needle), "{extra:?}: {err}");
+    }
+}

@@ -23,6 +23,7 @@ fn service(spec: ServiceSpec) -> Service {
         args: Vec::new(),
         env: Vec::new(),
         tap: None,
+        allow_host_ports: Vec::new(),
         cpu_limit_s: 0,
         console_limit_kib: 0,
         console_rate: 0,
