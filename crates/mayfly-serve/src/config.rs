@@ -485,15 +485,20 @@ impl Config {
         Ok(())
     }
 
-    /// The built-in configuration: http-hello on `/hello` and kv on `/kv`, both scaling to
-    /// zero after 3 s idle, built from the examples under `repo`.
+    /// The built-in configuration: http-hello on `/hello`, kv on `/kv` and the std program
+    /// axum-hello on `/axum`, all scaling to zero after 3 s idle, built from the examples under
+    /// `repo`.
     pub fn builtin(repo: &std::path::Path) -> Config {
         let mut hello = ServiceSpec::new("http-hello", repo.join("examples/http-hello"), "/hello");
         hello.idle_timeout_ms = 3000;
         let mut kv = ServiceSpec::new("kv", repo.join("examples/kv"), "/kv");
         kv.idle_timeout_ms = 3000;
         kv.max_instances = 1; // one store: its state lives in the instance
-        Config { gateway: GatewayConfig::default(), services: vec![hello, kv] }
+        // The gateway forwards the whole path: axum-hello serves its routes under the prefix.
+        let mut axum = ServiceSpec::new("axum", repo.join("examples/axum-hello"), "/axum");
+        axum.idle_timeout_ms = 3000;
+        axum.args = vec!["prefix=/axum".into()];
+        Config { gateway: GatewayConfig::default(), services: vec![hello, kv, axum] }
     }
 }
 
