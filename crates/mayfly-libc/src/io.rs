@@ -277,9 +277,13 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const IoVec, count: c_int) -> i
         // SAFETY: C contract: each entry is readable for its length.
         let n = unsafe { write(fd, entry.base, entry.len) };
         if n < 0 {
-            return n;
+            // What was written stays written: report it, the error comes again on the next call.
+            return if total > 0 { total } else { n };
         }
         total += n;
+        if (n as usize) < entry.len {
+            break; // a short write: the later entries must not be written after a gap
+        }
     }
     total
 }
