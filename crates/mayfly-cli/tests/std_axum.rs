@@ -87,8 +87,11 @@ fn exchange_all(addr: std::net::SocketAddr, prefix: &str) -> Vec<String> {
         .iter()
         .map(|request| {
             let reply = http_exchange(&mut stream, request).expect("a response");
-            let head: Vec<&str> =
-                reply.head.lines().filter(|l| !l.to_ascii_lowercase().starts_with("date:")).collect();
+            let head: Vec<&str> = reply
+                .head
+                .lines()
+                .filter(|l| !l.to_ascii_lowercase().starts_with("date:"))
+                .collect();
             format!("{}\n\n{}", head.join("\n"), String::from_utf8_lossy(&reply.body))
         })
         .collect()
