@@ -10,6 +10,7 @@
 //! against mayfly-libc instead of the system's C library.
 
 mod manifest_patch;
+mod packed_files;
 mod std_image;
 
 use anyhow::{Context, Result, bail};
