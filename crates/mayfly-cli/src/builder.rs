@@ -25,6 +25,8 @@ pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// The cargo profile guests are compiled with.
 pub const GUEST_PROFILE: &str = "mayfly";
 
+pub use std_image::memory_mib;
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildRequest {

@@ -88,3 +88,43 @@ fn a_packed_path_outside_the_crate_or_missing_is_refused_in_one_line() {
         run.assert_one_line_error(needle);
     }
 }
+
+/// `mayfly run <crate dir> [options] -- alloc <mib>` (built into the tests' guest target dir).
+fn run_crate_alloc(options: &[&str], mib: &str) -> Run {
+    require_kvm();
+    mayfly()
+        .arg("run")
+        .arg(repo().join("tests/guests/std-files"))
+        .args(options)
+        .args(["--timeout", "10", "--", "alloc", mib])
+        .env("CARGO_TARGET_DIR", guest_target_dir())
+        .output()
+        .expect("run mayfly run")
+        .into()
+}
+
+#[test]
+fn a_crates_memory_mib_is_its_default_guest_memory() {
+    // tests/guests/std-files asks for 16 MiB.
+    let small = run_crate_alloc(&[], "4");
+    assert_eq!((small.status, small.stdout.as_str()), (Some(0), "allocated 4 MiB\n"));
+    let too_big = run_crate_alloc(&[], "32");
+    assert_eq!(too_big.status, Some(101), "16 MiB cannot hold 32: {}", too_big.stdout);
+    assert!(too_big.stdout.contains("memory allocation of 33554432 bytes failed"));
+    let given = run_crate_alloc(&["--mem", "64"], "32");
+    assert_eq!((given.status, given.stdout.as_str()), (Some(0), "allocated 32 MiB\n"));
+
+    let dir = guest_target_dir().join(format!("bad-memory-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"bad-memory\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+         [workspace]\n\n[package.metadata.mayfly]\nmemory_mib = 3\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let run: Run = mayfly().arg("run").arg(&dir).output().expect("run mayfly run").into();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_ne!(run.status, Some(0));
+    run.assert_one_line_error("memory_mib = 3 in");
+}

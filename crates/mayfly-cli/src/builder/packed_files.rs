@@ -73,7 +73,9 @@ fn pack(crate_dir: &Path, path: &Path, blob: &mut Vec<u8>) -> Result<()> {
             name.push_str(part);
         }
     }
-    blob.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    let name_len = u32::try_from(name.len())
+        .with_context(|| format!("the path of {} is too long to pack", path.display()))?;
+    blob.extend_from_slice(&name_len.to_le_bytes());
     blob.extend_from_slice(name.as_bytes());
     blob.extend_from_slice(&(data.len() as u64).to_le_bytes());
     blob.extend_from_slice(&data);

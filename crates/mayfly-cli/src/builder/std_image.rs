@@ -48,6 +48,28 @@ pub fn is_std_program(manifest: &Path) -> Result<bool> {
     Ok(!package(manifest)?.dependencies.iter().any(|d| d.name == "mayfly"))
 }
 
+/// The guest memory the crate at `crate_dir` asks for (`[package.metadata.mayfly]
+/// memory_mib`), if `crate_dir` is a crate and it does.
+pub fn memory_mib(crate_dir: &Path) -> Result<Option<u64>> {
+    let manifest = crate_dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Ok(None);
+    }
+    let manifest = manifest.canonicalize()?;
+    let metadata = package(&manifest)?.metadata;
+    let Some(value) = metadata.get("mayfly").and_then(|m| m.get("memory_mib")) else {
+        return Ok(None);
+    };
+    match value.as_u64() {
+        Some(mib) if (4..=4096).contains(&mib) && mib % 2 == 0 => Ok(Some(mib)),
+        _ => bail!(
+            "[package.metadata.mayfly] memory_mib = {value} in {}: give an even number of MiB \
+             from 4 to 4096",
+            manifest.display()
+        ),
+    }
+}
+
 /// The crate at `manifest` as `cargo metadata` describes it.
 fn package(manifest: &Path) -> Result<Package> {
     let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))

@@ -1,6 +1,7 @@
 //! Modes: `read` (reads, lists and inspects the files of its crate, relative to the working
 //! directory: run it natively from the crate's directory) and `write` (tries to change them:
-//! natively they are ordinary files, in a unikernel they are packed into the image, read-only).
+//! natively they are ordinary files, in a unikernel they are packed into the image, read-only);
+//! `alloc N` allocates N MiB.
 use std::fs;
 use std::io::Read;
 
@@ -55,6 +56,12 @@ fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("read") => read(),
         Some("write") => write(),
+        Some("alloc") => {
+            // Allocates and touches N MiB (a guest's memory limit shows).
+            let mib: usize = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(1);
+            let block = vec![1u8; mib << 20];
+            println!("allocated {} MiB", block.iter().map(|&b| b as usize).sum::<usize>() >> 20);
+        }
         other => {
             eprintln!("std-files: unknown mode {other:?}");
             std::process::exit(2);
