@@ -87,6 +87,31 @@ enum Which {
     },
     /// Rewrite the Markdown file's sections from the recorded results (measures nothing).
     Report,
+    /// Ordinary std programs: std-hello against the no_std hello, axum-hello as a unikernel
+    /// against the same program natively.
+    Std {
+        /// Whole runs measured of each hello.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        /// Boots to first response measured of each axum side.
+        #[arg(long, default_value_t = 20)]
+        boots: usize,
+        /// Seconds of each keep-alive throughput round (3 rounds per side, interleaved).
+        #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+        duration: f64,
+        /// The std-hello crate.
+        #[arg(long, default_value = "examples/std-hello")]
+        std_hello: PathBuf,
+        /// The no_std hello crate.
+        #[arg(long, default_value = "examples/hello")]
+        hello: PathBuf,
+        /// The axum-hello crate (built as a unikernel and natively).
+        #[arg(long, default_value = "examples/axum-hello")]
+        axum: PathBuf,
+        /// Cargo target directory for the builds.
+        #[arg(long, default_value = "target/bench")]
+        target_dir: PathBuf,
+    },
     /// Serve HTTP from `http-hello` against the same handler as a native Linux process.
     Http {
         /// Keep-alive requests measured on each side (one connection, after 100 warm-up).
@@ -133,6 +158,21 @@ pub fn execute(args: Args) -> Result<ExitCode> {
                 hello_crate: builds.hello,
                 native_crate: builds.native,
                 target_dir: builds.target_dir,
+            }
+            .run()?
+        }
+        Which::Std { runs, boots, duration, std_hello, hello, axum, target_dir } => {
+            anyhow::ensure!((1..=100_000).contains(&runs), "--runs must be from 1 to 100000");
+            anyhow::ensure!((1..=10_000).contains(&boots), "--boots must be from 1 to 10000");
+            check_duration(duration)?;
+            crate::std_programs::StdBench {
+                runs,
+                boots,
+                duration: std::time::Duration::from_secs_f64(duration),
+                std_hello,
+                hello,
+                axum,
+                target_dir,
             }
             .run()?
         }

@@ -14,6 +14,7 @@ pub mod http;
 mod report;
 pub mod serve;
 mod stats;
+pub mod std_programs;
 
 pub use report::{Report, Row};
 pub use stats::Summary;

@@ -10,6 +10,7 @@
 //! against mayfly-libc instead of the system's C library.
 
 mod manifest_patch;
+mod packed_files;
 mod std_image;
 
 use anyhow::{Context, Result, bail};
@@ -23,6 +24,8 @@ const LINKER_SCRIPT: &str = include_str!("../../mayfly/mayfly.ld");
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// The cargo profile guests are compiled with.
 pub const GUEST_PROFILE: &str = "mayfly";
+
+pub use std_image::memory_mib;
 
 /// What to build.
 #[derive(Debug, Clone)]

@@ -312,6 +312,8 @@ fn a_std_program_declares_a_nic_only_if_it_uses_sockets() {
     let run = run_image(&guest_image("examples/std-hello"), &["--publish", "0:80"], &["quick"]);
     assert_ne!(run.status, Some(0));
     run.assert_one_line_error("the image declares no network device");
+    // The fix it suggests fits a std program (not only the no_std `net` feature).
+    run.assert_one_line_error("a std program declares one when it uses sockets (std::net");
     // std-echo keeps it (std_echo_serves_tcp_with_a_thread_per_connection publishes a port).
 }
 

@@ -110,6 +110,10 @@ pub unsafe extern "C" fn epoll_ctl(
             socket.reported = (false, false);
             Ok(())
         });
+        let _ = with_object(fd, |socket: &mut crate::udp::UdpSock| {
+            socket.reported = (false, false);
+            Ok(())
+        });
         let _ = with_object(fd, |e: &mut EventFd| {
             e.reported_writes = e.writes.wrapping_sub(1);
             Ok(())
@@ -118,26 +122,52 @@ pub unsafe extern "C" fn epoll_ctl(
     ret(result)
 }
 
+/// The events to report for a socket `ready` (readable, writable) that was already reported
+/// as `reported`; updates `reported`.
+fn edges((readable, writable): (bool, bool), wanted: u32, reported: &mut (bool, bool)) -> u32 {
+    let mut events = 0;
+    if readable && wanted & EPOLLIN != 0 && !reported.0 {
+        events |= EPOLLIN;
+    }
+    if writable && wanted & EPOLLOUT != 0 && !reported.1 {
+        events |= EPOLLOUT;
+    }
+    // Seen not ready: the next readiness is an edge.
+    *reported = (
+        readable && (reported.0 || events & EPOLLIN != 0),
+        writable && (reported.1 || events & EPOLLOUT != 0),
+    );
+    events
+}
+
+/// Readiness (readable, writable) of network object `fd` (a TCP or UDP socket), registering
+/// `cx` for what is not ready; `None` for other descriptors. For `poll`.
+pub(crate) fn readiness(fd: c_int, cx: &mut Context<'_>) -> Option<(bool, bool)> {
+    with_object(fd, |socket: &mut Socket| Ok(crate::net::socket_readiness(socket, cx)))
+        .or_else(|_| {
+            with_object(fd, |socket: &mut crate::udp::UdpSock| {
+                Ok(crate::udp::readiness(socket, cx))
+            })
+        })
+        .ok()
+}
+
 /// The events of `fd` to report now (edge-triggered), registering `cx` for what is not ready.
 fn events_of(fd: c_int, wanted: u32, cx: &mut Context<'_>) -> Option<u32> {
     if let Ok(events) = with_object(fd, |socket: &mut Socket| {
-        let (readable, writable) = crate::net::socket_readiness(socket, cx);
+        let ready = crate::net::socket_readiness(socket, cx);
+        // Every epoll_wait watching this socket is woken by its next read, write or accept
+        // (see `net::wake_watchers`), also one parked after the socket was reported.
         if !socket.watchers.iter().any(|w| w.will_wake(cx.waker())) {
             socket.watchers.push(cx.waker().clone());
         }
-        let mut events = 0;
-        if readable && wanted & EPOLLIN != 0 && !socket.reported.0 {
-            events |= EPOLLIN;
-        }
-        if writable && wanted & EPOLLOUT != 0 && !socket.reported.1 {
-            events |= EPOLLOUT;
-        }
-        // Seen not ready: the next readiness is an edge.
-        socket.reported = (
-            readable && (socket.reported.0 || events & EPOLLIN != 0),
-            writable && (socket.reported.1 || events & EPOLLOUT != 0),
-        );
-        Ok(events)
+        Ok(edges(ready, wanted, &mut socket.reported))
+    }) {
+        return Some(events);
+    }
+    if let Ok(events) = with_object(fd, |socket: &mut crate::udp::UdpSock| {
+        let ready = crate::udp::readiness(socket, cx);
+        Ok(edges(ready, wanted, &mut socket.reported))
     }) {
         return Some(events);
     }

@@ -128,34 +128,62 @@ const POLLIN: i16 = 1;
 const POLLOUT: i16 = 4;
 const POLLNVAL: i16 = 0x20;
 
-/// Readiness of the console (stdin: end of file; stdout/stderr: always writable); with nothing
-/// ready, sleeps for the timeout (std polls fds 0-2 at start to check that they are open).
+/// Readiness of descriptors: sockets as the network stack says (waiting, other threads
+/// running, until one is ready or the timeout passes); the console (stdin: end of file;
+/// stdout/stderr: always writable) and files are always ready (std polls fds 0-2 at start to
+/// check that they are open).
 ///
 /// # Safety
 /// `fds` is valid for `n` entries.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn poll(fds: *mut PollFd, n: u64, timeout_ms: c_int) -> c_int {
-    let mut ready = 0;
-    for i in 0..n as usize {
-        // SAFETY: C contract: `fds` has `n` entries.
-        let entry = unsafe { &mut *fds.add(i) };
-        entry.revents = match entry.fd {
-            fd if fd < 0 => 0,
-            0 => entry.events & POLLIN,
-            1 | 2 => entry.events & POLLOUT,
-            fd if fs::fs().descriptor(fd).is_ok() => entry.events & (POLLIN | POLLOUT),
-            _ => POLLNVAL,
-        };
-        if entry.revents != 0 {
-            ready += 1;
+    let deadline = u64::try_from(timeout_ms).ok().map(|ms| now_ns().saturating_add(ms * 1_000_000));
+    let flag = alloc::sync::Arc::new(crate::sched::IoFlag::new());
+    let waker = core::task::Waker::from(flag.clone());
+    loop {
+        let mut cx = core::task::Context::from_waker(&waker);
+        let (mut ready, mut sockets) = (0, false);
+        for i in 0..n as usize {
+            // SAFETY: C contract: `fds` has `n` entries.
+            let entry = unsafe { &mut *fds.add(i) };
+            entry.revents = match entry.fd {
+                fd if fd < 0 => 0,
+                0 => entry.events & POLLIN,
+                1 | 2 => entry.events & POLLOUT,
+                fd => match crate::epoll::readiness(fd, &mut cx) {
+                    Some((readable, writable)) => {
+                        sockets = true;
+                        (if readable { POLLIN } else { 0 } | if writable { POLLOUT } else { 0 })
+                            & entry.events
+                    }
+                    None if fs::fs().descriptor(fd).is_ok() => entry.events & (POLLIN | POLLOUT),
+                    None => POLLNVAL,
+                },
+            };
+            if entry.revents != 0 {
+                ready += 1;
+            }
         }
+        if ready > 0 || timeout_ms == 0 || deadline.is_some_and(|at| at <= now_ns()) {
+            return ready;
+        }
+        if !sockets {
+            // Nothing can become ready: sleep out the timeout.
+            let Some(at) = deadline else {
+                return unavailable!("poll without a ready descriptor or timeout", EDEADLK, -1);
+            };
+            crate::sched::sleep_until(at);
+            return 0;
+        }
+        if crate::sched::current().is_none() {
+            return 0;
+        }
+        crate::sched::park_io(&flag, deadline);
     }
-    if ready == 0 && timeout_ms > 0 {
-        crate::sched::sleep_ns(timeout_ms as u64 * 1_000_000);
-    } else if ready == 0 && timeout_ms < 0 {
-        return unavailable!("poll without a ready descriptor or timeout", EDEADLK, -1);
-    }
-    ready
+}
+
+fn now_ns() -> u64 {
+    u64::try_from(mayfly::time::Instant::now().since_boot().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The console is not a terminal (its output goes to the host's stdout, maybe a pipe): std and
@@ -277,9 +305,13 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const IoVec, count: c_int) -> i
         // SAFETY: C contract: each entry is readable for its length.
         let n = unsafe { write(fd, entry.base, entry.len) };
         if n < 0 {
-            return n;
+            // What was written stays written: report it, the error comes again on the next call.
+            return if total > 0 { total } else { n };
         }
         total += n;
+        if (n as usize) < entry.len {
+            break; // a short write: the later entries must not be written after a gap
+        }
     }
     total
 }

@@ -33,6 +33,7 @@ mod syscall;
 mod thread;
 mod time;
 mod tls;
+mod udp;
 mod unwind;
 
 pub use errno::__errno_location;

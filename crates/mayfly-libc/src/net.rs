@@ -1,7 +1,7 @@
 //! TCP sockets (`std::net::TcpListener`/`TcpStream`) over the library OS's network stack
 //! (smoltcp on the virtual NIC). Blocking operations run the stack's futures in the calling
 //! thread ([`crate::sched::block_on`]): other threads run while it waits, and with nothing to
-//! run the vCPU sleeps in the monitor until a frame arrives. IPv4 only; no UDP yet; a socket
+//! run the vCPU sleeps in the monitor until a frame arrives. IPv4 only (UDP: `crate::udp`); a socket
 //! is used by one thread at a time (another thread's operation on it meanwhile fails with
 //! EBUSY).
 
@@ -75,7 +75,7 @@ pub fn is_nonblocking(fd: c_int) -> Result<bool, c_int> {
 }
 
 pub const ENOTSOCK: c_int = 88;
-const EOPNOTSUPP: c_int = 95;
+pub(crate) const EOPNOTSUPP: c_int = 95;
 const EAFNOSUPPORT: c_int = 97;
 const EADDRINUSE: c_int = 98;
 const EADDRNOTAVAIL: c_int = 99;
@@ -89,6 +89,7 @@ const EPIPE: c_int = 32;
 
 const AF_INET: c_int = 2;
 const SOCK_STREAM: c_int = 1;
+const SOCK_DGRAM: c_int = 2;
 const SOCK_NONBLOCK: c_int = 0o4000;
 const SOL_SOCKET: c_int = 1;
 const SO_ERROR: c_int = 4;
@@ -136,7 +137,7 @@ pub struct SockaddrIn {
     zero: [u8; 8],
 }
 
-fn net_errno(e: NetError, connecting: bool) -> c_int {
+pub(crate) fn net_errno(e: NetError, connecting: bool) -> c_int {
     match e {
         NetError::NoNetwork => ENETDOWN,
         NetError::TooManySockets => EMFILE,
@@ -153,8 +154,8 @@ fn now_ns() -> u64 {
 }
 
 /// The deadline of an operation: at once when non-blocking, else after the timeout, if any.
-fn deadline(socket: &Socket, timeout_ns: Option<u64>) -> Option<u64> {
-    if socket.nonblocking { Some(0) } else { timeout_ns.map(|t| now_ns().saturating_add(t)) }
+pub(crate) fn deadline(nonblocking: bool, timeout_ns: Option<u64>) -> Option<u64> {
+    if nonblocking { Some(0) } else { timeout_ns.map(|t| now_ns().saturating_add(t)) }
 }
 
 /// Runs `op` on socket `fd`, taken out of the descriptor table while it runs (it may block).
@@ -261,8 +262,11 @@ pub extern "C" fn socket(domain: c_int, kind: c_int, _protocol: c_int) -> c_int 
     if domain != AF_INET {
         return errno::fail(EAFNOSUPPORT);
     }
+    if kind & 0xf == SOCK_DGRAM {
+        return ret(crate::udp::new_socket(kind & SOCK_NONBLOCK != 0));
+    }
     if kind & 0xf != SOCK_STREAM {
-        return unavailable!("a UDP or raw socket", EPROTONOSUPPORT, -1);
+        return unavailable!("a raw socket", EPROTONOSUPPORT, -1);
     }
     install_hooks();
     let socket = Socket {
@@ -280,7 +284,7 @@ pub extern "C" fn socket(domain: c_int, kind: c_int, _protocol: c_int) -> c_int 
 ///
 /// # Safety
 /// `addr` is readable for `len` bytes.
-unsafe fn read_addr(addr: *const SockaddrIn, len: u32) -> Result<([u8; 4], u16), c_int> {
+pub(crate) unsafe fn read_addr(addr: *const SockaddrIn, len: u32) -> Result<([u8; 4], u16), c_int> {
     if addr.is_null() || (len as usize) < size_of::<SockaddrIn>() {
         return Err(errno::EINVAL);
     }
@@ -296,7 +300,7 @@ unsafe fn read_addr(addr: *const SockaddrIn, len: u32) -> Result<([u8; 4], u16),
 ///
 /// # Safety
 /// `out` is null or writable for `*len` bytes; `len` is null or readable and writable.
-unsafe fn write_addr(out: *mut c_void, len: *mut u32, (ip, port): ([u8; 4], u16)) {
+pub(crate) unsafe fn write_addr(out: *mut c_void, len: *mut u32, (ip, port): ([u8; 4], u16)) {
     if out.is_null() || len.is_null() {
         return;
     }
@@ -315,6 +319,9 @@ unsafe fn write_addr(out: *mut c_void, len: *mut u32, (ip, port): ([u8; 4], u16)
 pub unsafe extern "C" fn bind(fd: c_int, addr: *const SockaddrIn, len: u32) -> c_int {
     // SAFETY: C contract.
     let target = unsafe { read_addr(addr, len) };
+    if crate::udp::is_udp(fd) {
+        return ret(target.and_then(|addr| crate::udp::bind(fd, addr)));
+    }
     ret(target.and_then(|(_, port)| {
         with_socket(fd, |socket| match &mut socket.state {
             State::Fresh { port: bound } => {
@@ -357,7 +364,7 @@ pub unsafe extern "C" fn accept4(
     flags: c_int,
 ) -> c_int {
     let accepted = with_socket(fd, |socket| {
-        let at = deadline(socket, socket.read_timeout_ns);
+        let at = deadline(socket.nonblocking, socket.read_timeout_ns);
         let State::Listening(listener) = &mut socket.state else { return Err(errno::EINVAL) };
         let accepted = match block_on(listener.accept(), at) {
             Some(stream) => stream.map_err(|e| net_errno(e, false)),
@@ -406,6 +413,9 @@ pub unsafe extern "C" fn accept(fd: c_int, addr: *mut c_void, len: *mut u32) -> 
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const SockaddrIn, len: u32) -> c_int {
     // SAFETY: C contract.
     let target = unsafe { read_addr(addr, len) };
+    if crate::udp::is_udp(fd) {
+        return ret(target.and_then(|addr| crate::udp::connect(fd, addr)));
+    }
     ret(target.and_then(|(ip, port)| {
         with_socket(fd, |socket| {
             if !matches!(socket.state, State::Fresh { .. }) {
@@ -425,7 +435,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const SockaddrIn, len: u32) -
 }
 
 /// Reads from connected socket `fd`.
-fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int> {
+pub(crate) fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int> {
+    if crate::udp::is_udp(fd) {
+        return crate::udp::recv(fd, buf, flags).map(|(n, _)| n);
+    }
     if flags & MSG_PEEK != 0 {
         return Err(EOPNOTSUPP);
     }
@@ -437,7 +450,7 @@ fn recv_from(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<usize, c_int> {
 }
 
 fn recv_on(socket: &mut Socket, buf: &mut [u8]) -> Result<usize, c_int> {
-    let at = deadline(socket, socket.read_timeout_ns);
+    let at = deadline(socket.nonblocking, socket.read_timeout_ns);
     let State::Connected { stream, read_shut } = &mut socket.state else {
         return Err(ENOTCONN);
     };
@@ -461,7 +474,10 @@ fn recv_on(socket: &mut Socket, buf: &mut [u8]) -> Result<usize, c_int> {
 }
 
 /// Writes to connected socket `fd`.
-fn send_to(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
+pub(crate) fn send_to(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
+    if crate::udp::is_udp(fd) {
+        return crate::udp::send(fd, buf, None);
+    }
     with_socket(fd, |socket| {
         let result = send_on(socket, buf);
         wake_watchers(socket);
@@ -470,7 +486,7 @@ fn send_to(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
 }
 
 fn send_on(socket: &mut Socket, buf: &[u8]) -> Result<usize, c_int> {
-    let at = deadline(socket, socket.write_timeout_ns);
+    let at = deadline(socket.nonblocking, socket.write_timeout_ns);
     let State::Connected { stream, .. } = &mut socket.state else { return Err(ENOTCONN) };
     if buf.is_empty() {
         return Ok(0);
@@ -508,6 +524,9 @@ pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: usize, _flags:
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    if crate::udp::is_udp(fd) {
+        return ret(crate::udp::shutdown(fd));
+    }
     ret(with_socket(fd, |socket| {
         let State::Connected { stream, read_shut } = &mut socket.state else {
             return Err(ENOTCONN);
@@ -526,14 +545,7 @@ pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
 /// `out` is null or writable for `*len` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getsockname(fd: c_int, out: *mut c_void, len: *mut u32) -> c_int {
-    let local = with_socket(fd, |socket| {
-        let ip = mayfly::net::local_ipv4().unwrap_or([0; 4]);
-        Ok(match &socket.state {
-            State::Fresh { port } => ([0; 4], *port),
-            State::Listening(listener) => (ip, listener.port()),
-            State::Connected { stream, .. } => stream.local().unwrap_or((ip, 0)),
-        })
-    });
+    let local = if crate::udp::is_udp(fd) { crate::udp::local(fd) } else { socket_local(fd) };
     match local {
         Ok(addr) => {
             // SAFETY: C contract.
@@ -544,14 +556,29 @@ pub unsafe extern "C" fn getsockname(fd: c_int, out: *mut c_void, len: *mut u32)
     }
 }
 
+fn socket_local(fd: c_int) -> Result<([u8; 4], u16), c_int> {
+    with_socket(fd, |socket| {
+        let ip = mayfly::net::local_ipv4().unwrap_or([0; 4]);
+        Ok(match &socket.state {
+            State::Fresh { port } => ([0; 4], *port),
+            State::Listening(listener) => (ip, listener.port()),
+            State::Connected { stream, .. } => stream.local().unwrap_or((ip, 0)),
+        })
+    })
+}
+
 /// # Safety
 /// `out` is null or writable for `*len` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getpeername(fd: c_int, out: *mut c_void, len: *mut u32) -> c_int {
-    let peer = with_socket(fd, |socket| match &socket.state {
-        State::Connected { stream, .. } => stream.peer().ok_or(ENOTCONN),
-        _ => Err(ENOTCONN),
-    });
+    let peer = if crate::udp::is_udp(fd) {
+        crate::udp::peer(fd)
+    } else {
+        with_socket(fd, |socket| match &socket.state {
+            State::Connected { stream, .. } => stream.peer().ok_or(ENOTCONN),
+            _ => Err(ENOTCONN),
+        })
+    };
     match peer {
         Ok(addr) => {
             // SAFETY: C contract.
@@ -594,12 +621,19 @@ pub unsafe extern "C" fn setsockopt(
     } else {
         None
     };
+    let set = |read: &mut Option<u64>, write: &mut Option<u64>| match (timeout, name) {
+        (Some(t), SO_RCVTIMEO) => *read = t,
+        (Some(t), _) => *write = t,
+        (None, _) => {}
+    };
+    if crate::udp::is_udp(fd) {
+        return ret(with_object(fd, |socket: &mut crate::udp::UdpSock| {
+            set(&mut socket.read_timeout_ns, &mut socket.write_timeout_ns);
+            Ok(0)
+        }));
+    }
     ret(with_socket(fd, |socket| {
-        match (timeout, name) {
-            (Some(t), SO_RCVTIMEO) => socket.read_timeout_ns = t,
-            (Some(t), _) => socket.write_timeout_ns = t,
-            (None, _) => {}
-        }
+        set(&mut socket.read_timeout_ns, &mut socket.write_timeout_ns);
         Ok(0)
     }))
 }
@@ -614,7 +648,11 @@ pub unsafe extern "C" fn getsockopt(
     value: *mut c_void,
     len: *mut u32,
 ) -> c_int {
-    let timeouts = with_socket(fd, |socket| Ok((socket.read_timeout_ns, socket.write_timeout_ns)));
+    let timeouts = if crate::udp::is_udp(fd) {
+        with_object(fd, |s: &mut crate::udp::UdpSock| Ok((s.read_timeout_ns, s.write_timeout_ns)))
+    } else {
+        with_socket(fd, |socket| Ok((socket.read_timeout_ns, socket.write_timeout_ns)))
+    };
     let (read_timeout, write_timeout) = match timeouts {
         Ok(t) => t,
         Err(e) => return errno::fail(e),
@@ -651,6 +689,12 @@ pub unsafe extern "C" fn getsockopt(
 }
 
 fn set_socket_nonblocking(fd: c_int, on: bool) -> Result<(), c_int> {
+    if crate::udp::is_udp(fd) {
+        return with_object(fd, |socket: &mut crate::udp::UdpSock| {
+            socket.nonblocking = on;
+            Ok(())
+        });
+    }
     with_socket(fd, |socket| {
         socket.nonblocking = on;
         Ok(())
@@ -658,6 +702,9 @@ fn set_socket_nonblocking(fd: c_int, on: bool) -> Result<(), c_int> {
 }
 
 fn socket_is_nonblocking(fd: c_int) -> Result<bool, c_int> {
+    if crate::udp::is_udp(fd) {
+        return with_object(fd, |socket: &mut crate::udp::UdpSock| Ok(socket.nonblocking));
+    }
     with_socket(fd, |socket| Ok(socket.nonblocking))
 }
 

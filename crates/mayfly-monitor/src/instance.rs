@@ -75,7 +75,8 @@ pub enum BootError {
     Entropy(std::io::Error),
     #[error(
         "the image declares no network device, so it cannot be given one (--net/--publish); \
-         build it with the `net` feature of the mayfly crate"
+         a std program declares one when it uses sockets (std::net, tokio::net), a no_std \
+         program when built with the `net` feature of the mayfly crate"
     )]
     NetNotDeclared,
     #[error(transparent)]

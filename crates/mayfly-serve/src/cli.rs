@@ -12,8 +12,8 @@ use std::process::ExitCode;
 #[derive(clap::Parser)]
 #[command(name = "mayfly serve", bin_name = "mayfly serve", version)]
 pub struct Args {
-    /// The configuration (TOML). Without it: the built-in services http-hello (`/hello`) and kv
-    /// (`/kv`), built from this repository's examples.
+    /// The configuration (TOML). Without it: the built-in services http-hello (`/hello`), kv
+    /// (`/kv`) and axum-hello (`/axum`, a std program), built from this repository's examples.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Where the gateway listens (overrides the configuration).

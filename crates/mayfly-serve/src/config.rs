@@ -534,9 +534,9 @@ impl Config {
         Ok(())
     }
 
-    /// The built-in configuration: http-hello on `/hello` and kv on `/kv`, both scaling to
-    /// zero after 3 s idle, built from the examples under `repo`; kv keeps its data in the
-    /// volume `kv.img` of the state directory's `volumes/`.
+    /// The built-in configuration: http-hello on `/hello`, kv on `/kv` and the std program
+    /// axum-hello on `/axum`, all scaling to zero after 3 s idle, built from the examples under
+    /// `repo`; kv keeps its data in the volume `kv.img` of the state directory's `volumes/`.
     pub fn builtin(repo: &std::path::Path) -> Config {
         let mut hello = ServiceSpec::new("http-hello", repo.join("examples/http-hello"), "/hello");
         hello.idle_timeout_ms = 3000;
@@ -549,7 +549,11 @@ impl Config {
             size_mib: 64,
             read_only: false,
         });
-        Config { gateway: GatewayConfig::default(), services: vec![hello, kv] }
+        // The gateway forwards the whole path: axum-hello serves its routes under the prefix.
+        let mut axum = ServiceSpec::new("axum", repo.join("examples/axum-hello"), "/axum");
+        axum.idle_timeout_ms = 3000;
+        axum.args = vec!["prefix=/axum".into()];
+        Config { gateway: GatewayConfig::default(), services: vec![hello, kv, axum] }
     }
 }
 

@@ -33,6 +33,9 @@ struct Metadata {
 struct Package {
     manifest_path: PathBuf,
     dependencies: Vec<Dependency>,
+    /// `[package.metadata]` (null without one).
+    #[serde(default)]
+    metadata: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +45,33 @@ struct Dependency {
 
 /// Whether the crate at `manifest` is an ordinary std program (it does not depend on `mayfly`).
 pub fn is_std_program(manifest: &Path) -> Result<bool> {
+    Ok(!package(manifest)?.dependencies.iter().any(|d| d.name == "mayfly"))
+}
+
+/// The guest memory the crate at `crate_dir` asks for (`[package.metadata.mayfly]
+/// memory_mib`), if `crate_dir` is a crate and it does.
+pub fn memory_mib(crate_dir: &Path) -> Result<Option<u64>> {
+    let manifest = crate_dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Ok(None);
+    }
+    let manifest = manifest.canonicalize()?;
+    let metadata = package(&manifest)?.metadata;
+    let Some(value) = metadata.get("mayfly").and_then(|m| m.get("memory_mib")) else {
+        return Ok(None);
+    };
+    match value.as_u64() {
+        Some(mib) if (4..=4096).contains(&mib) && mib % 2 == 0 => Ok(Some(mib)),
+        _ => bail!(
+            "[package.metadata.mayfly] memory_mib = {value} in {}: give an even number of MiB \
+             from 4 to 4096",
+            manifest.display()
+        ),
+    }
+}
+
+/// The crate at `manifest` as `cargo metadata` describes it.
+fn package(manifest: &Path) -> Result<Package> {
     let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
         .arg(manifest)
@@ -54,11 +84,11 @@ pub fn is_std_program(manifest: &Path) -> Result<bool> {
     }
     let metadata: Metadata = serde_json::from_slice(&output.stdout)
         .with_context(|| format!("cannot parse `cargo metadata` for {}", manifest.display()))?;
-    let package =
-        metadata.packages.iter().find(|p| p.manifest_path == manifest).with_context(|| {
-            format!("{} has no [package]: give a binary crate", manifest.display())
-        })?;
-    Ok(!package.dependencies.iter().any(|d| d.name == "mayfly"))
+    metadata
+        .packages
+        .into_iter()
+        .find(|p| p.manifest_path == manifest)
+        .with_context(|| format!("{} has no [package]: give a binary crate", manifest.display()))
 }
 
 /// Builds mayfly-libc and lays out the library directory and linker script under
@@ -67,6 +97,10 @@ pub fn prepare(target_dir: &Path, manifest: &Path, keep_symbols: bool) -> Result
     let sources = std::env::var_os("MAYFLY_LIBC_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(LIBC_SOURCES));
+    // The files to pack first: a mistake in their list is reported before anything is built.
+    let crate_dir = manifest.parent().unwrap_or(Path::new("."));
+    let files = super::packed_files::listed(&package(manifest)?.metadata, crate_dir)?;
+    let files = super::packed_files::assemble(target_dir, crate_dir, &files)?;
     let libc_manifest = sources.join("Cargo.toml");
     if !libc_manifest.is_file() {
         bail!(
@@ -116,6 +150,7 @@ pub fn prepare(target_dir: &Path, manifest: &Path, keep_symbols: bool) -> Result
         "-Clink-arg=-Wl,--build-id=none".to_string(),
         "-Clink-arg=-Wl,-z,noexecstack".to_string(),
         format!("-Clink-arg=-Wl,-Map={}", map_path(target_dir, manifest).display()),
+        format!("-Clink-arg={}", files.display()),
     ]);
     Ok(flags)
 }

@@ -15,9 +15,10 @@ use std::time::Duration;
 pub struct Args {
     /// The image (built by `mayfly build`), or a guest crate's directory to build and run.
     image: PathBuf,
-    /// Guest memory in MiB (a multiple of 2, from 4 to 4096).
-    #[arg(long, default_value_t = 64, value_name = "MiB")]
-    mem: u64,
+    /// Guest memory in MiB (a multiple of 2, from 4 to 4096). Default: a guest crate's
+    /// `[package.metadata.mayfly] memory_mib`, else 64.
+    #[arg(long, value_name = "MiB")]
+    mem: Option<u64>,
     /// Stop the guest after this many seconds (fractions allowed) and exit with status 124.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
@@ -185,10 +186,12 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),
         Some(s) => bail!("--timeout {s} is not a positive number of seconds"),
     };
-    let mem_size = args
-        .mem
-        .checked_mul(1 << 20)
-        .with_context(|| format!("--mem {} MiB is too large", args.mem))?;
+    let mem = match args.mem {
+        Some(mem) => mem,
+        None => mayfly_cli::builder::memory_mib(&args.image)?.unwrap_or(64),
+    };
+    let mem_size =
+        mem.checked_mul(1 << 20).with_context(|| format!("--mem {mem} MiB is too large"))?;
     let image = resolve_image(&args.image)?;
     let net = net_config(&args)?;
     let bytes = read_image(&image)?;

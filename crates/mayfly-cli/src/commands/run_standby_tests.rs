@@ -44,7 +44,7 @@ fn published_monitor_flags_mean_what_the_gateway_meant() {
     let args = parse(&published());
     assert_eq!(args.image, std::path::Path::new("/images/hello.img"));
     assert!(args.standby);
-    assert_eq!(args.mem, 48);
+    assert_eq!(args.mem, Some(48));
     assert_eq!(args.publish.len(), 1);
     assert_eq!(
         args.publish[0].host,

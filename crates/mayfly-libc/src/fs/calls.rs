@@ -111,6 +111,9 @@ pub(super) fn open_at(dirfd: c_int, path: &[u8], flags: c_int) -> Result<c_int, 
     if !is_dir && flags & O_DIRECTORY != 0 {
         return Err(errno::ENOTDIR);
     }
+    if writable {
+        fs.check_writable(ino)?;
+    }
     if !is_dir && writable && flags & O_TRUNC != 0 {
         fs.truncate(ino, 0)?;
     }

@@ -1,5 +1,5 @@
-//! An in-memory file system: every path is writable, nothing outlives the guest. It starts with
-//! `/` and `/tmp`. Files and directories only (no links, no permissions: mode bits are
+//! An in-memory file system: nothing outlives the guest. It starts with `/`, `/tmp` and the
+//! read-only files packed into the image ([`packed`]); every other path is writable. Files and directories only (no links, no permissions: mode bits are
 //! reported as 0644/0755 and changes to them are accepted without effect).
 //!
 //! Nodes are numbered (inode numbers); a name table maps normalised absolute paths to them. A
@@ -9,6 +9,7 @@
 
 pub mod calls;
 pub mod dir;
+mod packed;
 
 use crate::errno;
 use alloc::boxed::Box;
@@ -37,6 +38,9 @@ pub struct Node {
     pub modified_ns: u64,
     named: bool,
     opens: u32,
+    /// Packed into the image: not written, truncated, removed or renamed (EROFS), and for a
+    /// directory, nothing made or renamed into it.
+    pub read_only: bool,
 }
 
 impl Node {
@@ -108,6 +112,7 @@ pub fn fs() -> &'static mut Fs {
         };
         fs.create("/".into(), Kind::Dir);
         fs.create("/tmp".into(), Kind::Dir);
+        packed::load(&mut fs);
         fs
     })
 }
@@ -159,7 +164,8 @@ impl Fs {
     fn create(&mut self, path: String, kind: Kind) -> u64 {
         let ino = self.next_ino;
         self.next_ino += 1;
-        self.nodes.insert(ino, Node { kind, modified_ns: now_ns(), named: true, opens: 0 });
+        let node = Node { kind, modified_ns: now_ns(), named: true, opens: 0, read_only: false };
+        self.nodes.insert(ino, node);
         self.names.insert(path, ino);
         ino
     }
@@ -190,8 +196,17 @@ impl Fs {
 
     /// Checks that `path`'s parent exists and is a directory.
     fn check_parent(&self, path: &str) -> Result<(), c_int> {
-        let dir = self.lookup(parent(path))?;
-        if self.node(dir)?.is_dir() { Ok(()) } else { Err(errno::ENOTDIR) }
+        let dir = self.node(self.lookup(parent(path))?)?;
+        match (dir.is_dir(), dir.read_only) {
+            (false, _) => Err(errno::ENOTDIR),
+            (true, true) => Err(errno::EROFS),
+            (true, false) => Ok(()),
+        }
+    }
+
+    /// EROFS if the node at `ino` was packed into the image.
+    pub fn check_writable(&self, ino: u64) -> Result<(), c_int> {
+        if self.node(ino)?.read_only { Err(errno::EROFS) } else { Ok(()) }
     }
 
     /// Creates a file or directory at `path` (EEXIST if something is there).
@@ -228,6 +243,7 @@ impl Fs {
         if path == "/" {
             return Err(EBUSY);
         }
+        self.check_writable(ino)?;
         if is_dir && !self.children(path).is_empty() {
             return Err(ENOTEMPTY);
         }
@@ -251,6 +267,7 @@ impl Fs {
         if from == to {
             return Ok(());
         }
+        self.check_writable(ino)?;
         if is_dir && to.starts_with(from) && to.as_bytes().get(from.len()) == Some(&b'/') {
             return Err(errno::EINVAL);
         }
@@ -290,6 +307,9 @@ impl Fs {
         writable: bool,
         append: bool,
     ) -> Result<c_int, c_int> {
+        if writable {
+            self.check_writable(ino)?;
+        }
         self.node_mut(ino)?.opens += 1;
         self.add(Entry::File(Open { ino, offset: 0, readable, writable, append, path }))
     }
@@ -435,6 +455,7 @@ impl Fs {
 
     /// Sets file `ino`'s length.
     pub fn truncate(&mut self, ino: u64, len: usize) -> Result<(), c_int> {
+        self.check_writable(ino)?;
         let node = self.node_mut(ino)?;
         let Kind::File(data) = &mut node.kind else { return Err(EISDIR) };
         if len > data.len() {

@@ -79,8 +79,12 @@ fn duplicate_names_and_public_admin_are_refused() {
 fn the_builtin_config_is_valid() {
     let config = Config::builtin(Path::new("/repo"));
     config.validate(Path::new("builtin")).unwrap();
-    assert_eq!(config.services.len(), 2);
+    let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["http-hello", "kv", "axum"]);
     assert!(config.services.iter().all(|s| s.min_instances == 0));
+    let axum = &config.services[2];
+    assert_eq!(axum.path_prefix.as_deref(), Some("/axum"));
+    assert_eq!(axum.args, ["prefix=/axum"], "axum-hello serves its routes under its prefix");
 }
 
 #[test]

@@ -55,6 +55,23 @@ impl UdpSocket {
         .await
     }
 
+    /// Whether a receive and a send would complete now; for each that would not, `cx` is
+    /// woken when it may (for readiness-based callers such as poll and epoll emulations).
+    pub fn poll_ready(&self, cx: &mut core::task::Context<'_>) -> (bool, bool) {
+        with_stack(|stack| {
+            let socket = stack.sockets.get_mut::<Socket>(self.handle);
+            let (readable, writable) = (socket.can_recv(), socket.can_send());
+            if !readable {
+                socket.register_recv_waker(cx.waker());
+            }
+            if !writable {
+                socket.register_send_waker(cx.waker());
+            }
+            (readable, writable)
+        })
+        .unwrap_or((true, true))
+    }
+
     /// Receives a datagram into `buf`: its length and sender.
     pub async fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, [u8; 4], u16), NetError> {
         poll_fn(|cx| {
