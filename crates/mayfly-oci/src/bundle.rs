@@ -18,6 +18,9 @@ pub struct Launch {
     pub args: Vec<String>,
     /// Environment entries of the process.
     pub env: Vec<(String, String)>,
+    /// The network namespace the spec names (a pod's, under CRI), if any: the guest's NIC is
+    /// attached to that namespace's `eth0`.
+    pub netns: Option<PathBuf>,
 }
 
 /// The annotation CRI puts on a pod's sandbox ("pause") container: `sandbox` or `container`.
@@ -71,7 +74,19 @@ pub fn read_bundle(bundle: &Path) -> Result<Launch> {
         guest_port: settings.guest_port,
         args: argv.into_iter().skip(1).collect(),
         env,
+        netns: network_namespace(&spec),
     })
+}
+
+/// The path of the network namespace the spec joins (`linux.namespaces`, type `network`).
+fn network_namespace(spec: &Spec) -> Option<PathBuf> {
+    use oci_spec::runtime::LinuxNamespaceType;
+    let namespaces = spec.linux().as_ref()?.namespaces().as_ref()?;
+    namespaces
+        .iter()
+        .find(|ns| ns.typ() == LinuxNamespaceType::Network)
+        .and_then(|ns| ns.path().clone())
+        .filter(|path| !path.as_os_str().is_empty())
 }
 
 /// The container's memory limit, in MiB rounded up to the next multiple of 2, if it has one.

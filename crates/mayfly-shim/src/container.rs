@@ -1,12 +1,13 @@
 //! One container: its root file system, its monitor process, and its state.
 
+use crate::pod_net;
 use anyhow::{Context, Result, bail};
 use containerd_shim::monitor::{Subscription, Topic, monitor_subscribe, wait_pid};
 use mayfly_protocol::standby::{self, MonitorLine};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct Monitor {
     pub go: Option<ChildStdin>,
     /// The reaper's subscription for this pid, taken before it was spawned.
     pub exits: Option<Subscription>,
+    /// The pod's network namespace whose eth0 the guest took, if any.
+    pub netns: Option<PathBuf>,
 }
 
 /// The `mayfly` binary: beside this shim (as cargo and packages install them), else on PATH.
@@ -83,31 +86,48 @@ pub fn unmount_rootfs(target: &Path) -> Result<()> {
     }
 }
 
-/// Starts `mayfly run --standby` for the bundle and waits until its VM is prepared.
+/// Starts `mayfly run --standby` for the bundle and waits until its VM is prepared. When the
+/// spec names a network namespace (a pod's), the guest's NIC takes that namespace's eth0.
 pub fn prepare_monitor(bundle: &Path, stdio: &Stdio3) -> Result<Monitor> {
     let launch = mayfly_oci::read_bundle(bundle)?;
-    let mut cmd = Command::new(mayfly_binary());
-    cmd.arg("run").arg(&launch.unikernel).arg("--standby");
-    cmd.arg("--mem").arg(launch.memory_mib.to_string());
-    for (key, value) in &launch.env {
-        cmd.arg("--env").arg(format!("{key}={value}"));
-    }
-    cmd.arg("--").args(&launch.args);
+    let netns = launch.netns.clone();
     let stdout = open_output(&stdio.stdout)?.map_or_else(Stdio::null, Stdio::from);
-    cmd.stdin(Stdio::piped()).stdout(stdout).stderr(Stdio::piped());
+    let spawn = move |net: Vec<String>| -> Result<Child> {
+        let mut cmd = Command::new(mayfly_binary());
+        cmd.arg("run").arg(&launch.unikernel).arg("--standby");
+        cmd.arg("--mem").arg(launch.memory_mib.to_string());
+        cmd.args(net);
+        for (key, value) in &launch.env {
+            cmd.arg("--env").arg(format!("{key}={value}"));
+        }
+        cmd.arg("--").args(&launch.args);
+        cmd.stdin(Stdio::piped()).stdout(stdout).stderr(Stdio::piped());
+        cmd.spawn().context("cannot start the monitor `mayfly run`")
+    };
     // Subscribed before the spawn: the reaper may see the exit before we look.
     let exits = monitor_subscribe(Topic::Pid).context("cannot watch for the monitor's exit")?;
-    let mut child = cmd.spawn().context("cannot start the monitor `mayfly run`")?;
+    let mut child = match &netns {
+        Some(netns) => pod_net::spawn_in_pod(netns, spawn)?,
+        None => spawn(Vec::new())?,
+    };
     let pid = child.id();
     let stderr = child.stderr.take().context("the monitor's stderr")?;
     let go = child.stdin.take();
-    let monitor = Monitor { pid, go, exits: Some(exits) };
+    let monitor = Monitor { pid, go, exits: Some(exits), netns };
     match wait_standby(stderr, open_output(&stdio.stderr)?) {
         Ok(()) => Ok(monitor),
         Err(error) => {
             kill(pid, libc::SIGKILL);
+            release(&monitor);
             Err(error)
         }
+    }
+}
+
+/// Gives back what the monitor held outside its process: the pod's eth0, if it took it.
+pub fn release(monitor: &Monitor) {
+    if let Some(netns) = &monitor.netns {
+        pod_net::release(netns);
     }
 }
 

@@ -319,7 +319,9 @@ impl containerd_shim::Task for Shim {
         };
         let pid = c.pid;
         let rootfs = c.bundle.join("rootfs");
-        containers.remove(&req.id);
+        if let Some(monitor) = containers.remove(&req.id).and_then(|c| c.monitor) {
+            container::release(&monitor);
+        }
         drop(containers);
         container::unmount_rootfs(&rootfs)
             .map_err(|e| failed(Code::INTERNAL, format!("mayfly: {e:#}")))?;
