@@ -22,7 +22,7 @@ pub struct Stdio3 {
     pub stderr: String,
 }
 
-/// A monitor prepared in standby: `start` sends `go` through `go`.
+/// A monitor prepared in standby: `start` sends `go` through `go`. Or a pod holder (no `go`).
 pub struct Monitor {
     pub pid: u32,
     pub go: Option<ChildStdin>,
@@ -90,7 +90,8 @@ pub fn unmount_rootfs(target: &Path) -> Result<()> {
 /// spec names a network namespace (a pod's), the guest's NIC takes that namespace's eth0.
 pub fn prepare_monitor(bundle: &Path, stdio: &Stdio3) -> Result<Monitor> {
     let launch = mayfly_oci::read_bundle(bundle)?;
-    let netns = launch.netns.clone();
+    // A pod's guest takes eth0 if it has a NIC; one without stays off the network.
+    let netns = launch.netns.clone().filter(|_| launch.network);
     let stdout = open_output(&stdio.stdout)?.map_or_else(Stdio::null, Stdio::from);
     let spawn = move |net: Vec<String>| -> Result<Child> {
         let mut cmd = Command::new(mayfly_binary());
@@ -122,6 +123,13 @@ pub fn prepare_monitor(bundle: &Path, stdio: &Stdio3) -> Result<Monitor> {
             Err(error)
         }
     }
+}
+
+/// Starts the process that holds a pod's sandbox in the pod's namespace at `netns`.
+pub fn start_holder(netns: &Path, bundle: &Path) -> Result<Monitor> {
+    let exits = monitor_subscribe(Topic::Pid).context("cannot watch for the holder's exit")?;
+    let child = pod_net::spawn_holder(netns, bundle)?;
+    Ok(Monitor { pid: child.id(), go: None, exits: Some(exits), netns: None })
 }
 
 /// Gives back what the monitor held outside its process: the pod's eth0, if it took it.
@@ -171,9 +179,9 @@ fn wait_standby(stderr: ChildStderr, out: Option<File>) -> Result<()> {
     }
 }
 
-/// Sends `go`: the guest starts running.
+/// Sends `go`: the guest starts running (a pod holder runs already).
 pub fn go(monitor: &mut Monitor) -> Result<()> {
-    let mut stdin = monitor.go.take().context("the container was started already")?;
+    let Some(mut stdin) = monitor.go.take() else { return Ok(()) };
     stdin.write_all(standby::GO).context("the monitor is gone")?;
     Ok(())
 }

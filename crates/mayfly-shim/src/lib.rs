@@ -18,6 +18,7 @@ mod container;
 mod pod_net;
 mod service;
 
+pub use pod_net::{HOLD, hold};
 pub use service::Shim;
 
 /// containerd's name for this runtime (`ctr run --runtime io.containerd.mayfly.v2`).

@@ -13,9 +13,10 @@
 //! thread only), so the `ip`/`tc` commands and the monitor it spawns are born inside it.
 
 use anyhow::{Context, Result, bail};
+use containerd_shim::monitor::{Topic, monitor_subscribe, wait_pid};
 use serde::Deserialize;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 
 /// The tap's name inside the pod's namespace: one Mayfly guest per pod takes its `eth0`.
 pub const TAP: &str = "mayfly0";
@@ -68,19 +69,38 @@ struct Route {
 }
 
 /// Runs a command (in the calling thread's namespace); its stdout, or an error with its stderr.
+/// Its exit comes through containerd-shim's reaper (which reaps every child of the shim), not
+/// `waitpid`.
 fn run(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program)
+    use std::io::Read;
+    let exits = monitor_subscribe(Topic::Pid).context("cannot watch for a command's exit")?;
+    let mut child = Command::new(program)
         .args(args)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("cannot run `{program}` (install iproute2)"))?;
-    if !out.status.success() {
+    let mut stderr = child.stderr.take().context("a command's stderr")?;
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut stdout);
+    }
+    let stderr = errors.join().unwrap_or_default();
+    let code = wait_pid(i32::try_from(child.id()).unwrap_or(i32::MAX), exits);
+    if code != 0 {
         bail!(
             "`{program} {}` failed in the pod's network namespace: {}",
             args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
+            stderr.trim()
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(stdout)
 }
 
 /// Reads eth0's IPv4 address, MAC and MTU and the default gateway (in the current namespace).
@@ -117,8 +137,7 @@ fn read_pod_address() -> Result<PodAddress> {
 
 /// Makes [`TAP`] and the tc redirects between it and eth0.
 fn plumb(address: &PodAddress) -> Result<()> {
-    let exists = Command::new("ip").args(["link", "show", "dev", TAP]).output();
-    if exists.is_ok_and(|out| out.status.success()) {
+    if run("ip", &["link", "show", "dev", TAP]).is_ok() {
         bail!("the pod has a Mayfly guest already: one Mayfly container per pod takes its eth0");
     }
     let mtu = address.mtu.to_string();
@@ -139,8 +158,8 @@ fn plumb(address: &PodAddress) -> Result<()> {
 
 /// Removes the tap and eth0's redirect (in the current namespace); what is gone already is fine.
 fn unplumb() {
-    let _ = Command::new("tc").args(["qdisc", "del", "dev", POD_IF, "ingress"]).output();
-    let _ = Command::new("ip").args(["link", "del", "dev", TAP]).output();
+    let _ = run("tc", &["qdisc", "del", "dev", POD_IF, "ingress"]);
+    let _ = run("ip", &["link", "del", "dev", TAP]);
 }
 
 /// Runs `work` in a thread that entered the network namespace at `netns`.
@@ -172,6 +191,34 @@ pub fn spawn_in_pod(
             unplumb();
         }
         spawned
+    })
+}
+
+/// The argument that makes the shim binary a pod holder.
+pub const HOLD: &str = "hold";
+
+/// A pod holder: waits, doing nothing, until a signal ends it. CRI gives a pod's containers
+/// the network namespace of the sandbox task's pid (`/proc/PID/ns/net`), so the sandbox task
+/// needs a process living in the pod's namespace: this one, not a VM.
+pub fn hold() -> ! {
+    loop {
+        nix::unistd::pause();
+    }
+}
+
+/// Starts a pod holder (`<this binary> hold <bundle>`) inside the pod's namespace at `netns`.
+pub fn spawn_holder(netns: &Path, bundle: &Path) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the shim's own binary")?;
+    let bundle = bundle.to_owned();
+    in_namespace(netns, move || {
+        Command::new(exe)
+            .arg(HOLD)
+            .arg(bundle)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start the pod holder")
     })
 }
 
