@@ -176,6 +176,25 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    /// After a failed test, removes the pods still there (CNI deletes their network, containerd
+    /// their namespace) before containerd stops.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let listed = self.kubelet.rt.block_on(
+            self.kubelet.client.list_pod_sandbox(api::ListPodSandboxRequest { filter: None }),
+        );
+        for pod in listed.map(|r| r.into_inner().items).unwrap_or_default() {
+            let stop = api::StopPodSandboxRequest { pod_sandbox_id: pod.id.clone() };
+            let _ = self.kubelet.rt.block_on(self.kubelet.client.stop_pod_sandbox(stop));
+            let remove = api::RemovePodSandboxRequest { pod_sandbox_id: pod.id };
+            let _ = self.kubelet.rt.block_on(self.kubelet.client.remove_pod_sandbox(remove));
+        }
+    }
+}
+
 /// Links in the network namespace at `path` (`ip -o link`).
 fn links_in(path: &str) -> String {
     let out = std::process::Command::new("nsenter")
@@ -213,6 +232,19 @@ fn a_pod_serves_http_on_its_pod_ip_and_leaves_nothing_behind() {
     let links = links_in(&pod_ns);
     assert!(links.contains(" mayfly0:"), "no tap in the pod's namespace: {links}");
     assert!(node.netns.links().iter().any(|l| l.starts_with("veth")), "no pod veth");
+    // The pod IP's neighbour entry (learnt from the guest's ARP answer) is eth0's MAC.
+    let eth0 = links_in(&pod_ns);
+    let eth0 = eth0.lines().find(|l| l.contains(" eth0@")).expect("the pod's eth0");
+    let mac = eth0.split("link/ether ").nth(1).and_then(|m| m.split(' ').next()).unwrap();
+    let neigh = std::process::Command::new("ip")
+        .args(["-n", &node.netns.name, "neigh", "show", &ip.to_string()])
+        .output()
+        .unwrap();
+    let neigh = String::from_utf8_lossy(&neigh.stdout);
+    assert!(
+        neigh.contains(&format!("lladdr {mac}")),
+        "the guest is not at eth0's MAC {mac}: {neigh}"
+    );
 
     node.remove_pod(&pod);
     let left = node.containerd.leftovers(&[&pod, &web]);
