@@ -41,6 +41,10 @@ struct Node {
 }
 
 fn node() -> Node {
+    node_with(None)
+}
+
+fn node_with(cni_bin_dir: Option<&str>) -> Node {
     assert!(
         Path::new("/usr/lib/cni/bridge").is_file(),
         "the CNI plugins are not installed (/usr/lib/cni/bridge): apt-get install \
@@ -51,6 +55,7 @@ fn node() -> Node {
         netns: &netns.path,
         cni_conf: CNI_CONF,
         sandbox_image: SANDBOX_IMAGE,
+        cni_bin_dir,
     });
     import(&containerd, "examples/hello", SANDBOX_IMAGE, &[]);
     import(&containerd, "examples/http-hello", WEB_IMAGE, &["--port", "8080", "--", "8080"]);
@@ -170,7 +175,7 @@ impl Node {
                     return reply;
                 }
                 assert!(Instant::now() < deadline, "no HTTP answer from {addr} within 30 s");
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(1));
             }
         })
     }
@@ -294,4 +299,85 @@ fn a_container_that_is_not_a_mayfly_image_is_refused_saying_why() {
     assert_ne!(status.state, api::ContainerState::ContainerRunning as i32, "{status:?}");
     node.remove_pod(&pod);
     assert_eq!(node.containerd.leftovers(&[&pod, &id]), Vec::<String>::new());
+}
+
+/// Wrappers for the CNI plugins in `<containerd dir>/cni-bin` that log each call's duration
+/// (`PLUGIN COMMAND NANOS` lines in `<dir>/cni-times`); their own cost (a shell and two `date`)
+/// is counted as CNI's.
+fn timed_cni_plugins(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("cni-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for plugin in ["bridge", "host-local", "loopback"] {
+        let script = format!(
+            "#!/bin/sh\ns=$(date +%s%N)\n/usr/lib/cni/{plugin} \"$@\"\nrc=$?\n\
+             echo \"{plugin} $CNI_COMMAND $(( $(date +%s%N) - s ))\" >> {}/cni-times\nexit $rc\n",
+            dir.display()
+        );
+        let path = bin.join(plugin);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// CRI pod start, RunPodSandbox to the first HTTP response from the pod IP, `MAYFLY_CRI_RUNS`
+/// times (default 20, one pod at a time), with the shares of CNI (the plugins' run time),
+/// Mayfly (the shim preparing the VM, from its log, plus `go` to the first response) and
+/// containerd (the rest: CRI, the shim processes' start, task and container records).
+#[test]
+#[ignore = "a measurement: cargo test --release -p mayfly-cli --test cri -- --ignored --nocapture"]
+fn cri_pod_start_p50() {
+    let runs: usize =
+        std::env::var("MAYFLY_CRI_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(20);
+    let mut node = node_with(Some("{dir}/cni-bin"));
+    timed_cni_plugins(&node.containerd.dir);
+    let times = node.containerd.dir.join("cni-times");
+    let (mut totals, mut cnis, mut mayflies, mut others) = (vec![], vec![], vec![], vec![]);
+    for run in 0..runs {
+        let _ = std::fs::remove_file(&times);
+        let config = pod_config(&node, &format!("web{run}"));
+        let begin = Instant::now();
+        let (pod, ip) = node.run_pod(&config);
+        let (web, result) = node.start_container(&pod, &config, "web", WEB_IMAGE, &[]);
+        result.unwrap_or_else(|s| panic!("StartContainer: {s}"));
+        let started = begin.elapsed();
+        let reply = node.first_response(SocketAddr::from((ip, WEB_PORT)));
+        let total = begin.elapsed();
+        assert_eq!(reply.status, 200);
+        let cni_ns: u64 = std::fs::read_to_string(&times)
+            .unwrap_or_default()
+            .lines()
+            // host-local runs inside bridge (its IPAM): counted in bridge's time already.
+            .filter(|l| l.contains(" ADD ") && !l.starts_with("host-local"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        let log = node.containerd.log();
+        let needle = format!("mayfly: {web}: VM prepared in ");
+        let prepared_us: u64 = log
+            .lines()
+            .find_map(|l| l.split(&needle).nth(1)?.split(' ').next()?.parse().ok())
+            .expect("the shim logs its VM preparation in containerd's log");
+        let cni = Duration::from_nanos(cni_ns);
+        let mayfly = Duration::from_micros(prepared_us) + (total - started);
+        totals.push(total);
+        cnis.push(cni);
+        mayflies.push(mayfly);
+        others.push(total.saturating_sub(cni + mayfly));
+        node.remove_pod(&pod);
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpu.lines().find_map(|l| l.strip_prefix("model name\t: ")).unwrap_or("?").to_owned();
+    eprintln!(
+        "cri pod start, {runs} runs on {cpu}: p50 {:?} (shares, each a p50: CNI {:?}, Mayfly {:?}, \
+         containerd {:?})",
+        median(totals),
+        median(cnis),
+        median(mayflies),
+        median(others)
+    );
 }

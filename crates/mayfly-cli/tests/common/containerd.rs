@@ -55,6 +55,8 @@ pub struct Cri<'a> {
     pub netns: &'a Path,
     pub cni_conf: &'a str,
     pub sandbox_image: &'a str,
+    /// Where the CNI plugins are (`{dir}` replaced as in `cni_conf`); `/usr/lib/cni` if `None`.
+    pub cni_bin_dir: Option<&'a str>,
 }
 
 impl Containerd {
@@ -101,10 +103,12 @@ impl Containerd {
                 let cri_plugin = "plugins.\"io.containerd.grpc.v1.cri\"";
                 config.push_str(&format!(
                     "[{cri_plugin}]\n  sandbox_image = \"{image}\"\n  stream_server_port = \"0\"\n\
-                     [{cri_plugin}.cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{d}/cni\"\n\
+                     [{cri_plugin}.cni]\n  bin_dir = \"{bin_dir}\"\n  conf_dir = \"{d}/cni\"\n\
                      [{cri_plugin}.containerd]\n  default_runtime_name = \"mayfly\"\n\
                      [{cri_plugin}.containerd.runtimes.mayfly]\n  runtime_type = \"{RUNTIME}\"\n",
                     image = cri.sandbox_image,
+                    bin_dir =
+                        cri.cni_bin_dir.unwrap_or("/usr/lib/cni").replace("{dir}", &d.to_string()),
                 ));
             }
         }
