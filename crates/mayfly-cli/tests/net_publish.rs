@@ -215,8 +215,11 @@ fn bad_network_options_are_refused() {
         (&["--publish", "0:0"][..], "the guest port must not be 0"),
         (&["--net", "wire"][..], "is not `tap` or `tap=NAME`"),
         (&["--net", "tap"][..], "--net tap needs the guest's address"),
-        (&["--ip", "10.0.0.2/24"][..], "--ip and --gateway apply to --net tap"),
+        (&["--ip", "10.0.0.2/24"][..], "--ip, --gateway and --mac apply to --net tap"),
         (&["--net", "tap", "--ip", "10.0.0.2"][..], "is not an IPv4 address with a prefix"),
+        (&["--mac", "02:00:00:00:00:01"][..], "--ip, --gateway and --mac apply to --net tap"),
+        (&["--net", "tap", "--mac", "02:00:00:00:01"][..], "is not a unicast MAC address"),
+        (&["--net", "tap", "--mac", "01:00:5e:00:00:01"][..], "is not a unicast MAC address"),
     ] {
         let run = run_image(&echo_image, options, &[]);
         assert_eq!(run.status, Some(125), "{options:?}: {}", run.stderr);

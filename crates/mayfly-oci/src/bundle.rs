@@ -18,6 +18,11 @@ pub struct Launch {
     pub args: Vec<String>,
     /// Environment entries of the process.
     pub env: Vec<(String, String)>,
+    /// The network namespace the spec names (a pod's, under CRI), if any: the guest's NIC is
+    /// attached to that namespace's `eth0`.
+    pub netns: Option<PathBuf>,
+    /// Whether the unikernel has a NIC to attach (images that do not say: assumed so).
+    pub network: bool,
 }
 
 /// The annotation CRI puts on a pod's sandbox ("pause") container: `sandbox` or `container`.
@@ -30,6 +35,15 @@ pub fn is_pod_sandbox(bundle: &Path) -> Result<bool> {
         .with_context(|| format!("cannot read the runtime spec {}", spec_path.display()))?;
     let kind = spec.annotations().as_ref().and_then(|a| a.get(CRI_CONTAINER_TYPE).cloned());
     Ok(kind.as_deref() == Some("sandbox"))
+}
+
+/// The network namespace `bundle/config.json` joins, if it names one by path (CRI's pod
+/// namespace, pinned under /var/run/netns).
+pub fn bundle_network_namespace(bundle: &Path) -> Result<Option<PathBuf>> {
+    let spec_path = bundle.join("config.json");
+    let spec = Spec::load(&spec_path)
+        .with_context(|| format!("cannot read the runtime spec {}", spec_path.display()))?;
+    Ok(network_namespace(&spec))
 }
 
 /// Reads `bundle/config.json` and the settings file in its (already mounted) root file system.
@@ -71,7 +85,20 @@ pub fn read_bundle(bundle: &Path) -> Result<Launch> {
         guest_port: settings.guest_port,
         args: argv.into_iter().skip(1).collect(),
         env,
+        netns: network_namespace(&spec),
+        network: settings.network.unwrap_or(true),
     })
+}
+
+/// The path of the network namespace the spec joins (`linux.namespaces`, type `network`).
+fn network_namespace(spec: &Spec) -> Option<PathBuf> {
+    use oci_spec::runtime::LinuxNamespaceType;
+    let namespaces = spec.linux().as_ref()?.namespaces().as_ref()?;
+    namespaces
+        .iter()
+        .find(|ns| ns.typ() == LinuxNamespaceType::Network)
+        .and_then(|ns| ns.path().clone())
+        .filter(|path| !path.as_os_str().is_empty())
 }
 
 /// The container's memory limit, in MiB rounded up to the next multiple of 2, if it has one.

@@ -25,6 +25,7 @@ fn settings() -> Settings {
         guest_port: Some(8080),
         args: vec!["a b".into(), "c".into()],
         env: vec![("GREETING".into(), "hi=there".into())],
+        network: Some(true),
     }
 }
 

@@ -14,7 +14,9 @@
 mod bundle;
 mod layout;
 
-pub use bundle::{CRI_CONTAINER_TYPE, Launch, is_pod_sandbox, read_bundle};
+pub use bundle::{
+    CRI_CONTAINER_TYPE, Launch, bundle_network_namespace, is_pod_sandbox, read_bundle,
+};
 pub use layout::{ImageRequest, WrittenImage, default_reference, write_image};
 
 use serde::{Deserialize, Serialize};
@@ -45,10 +47,20 @@ pub struct Settings {
     pub args: Vec<String>,
     /// Environment entries (the image's `Env`).
     pub env: Vec<(String, String)>,
+    /// Whether the unikernel declares a network device (its manifest's NIC bit); `None` in
+    /// images written before this was recorded (a runtime then gives it the pod's NIC).
+    #[serde(default)]
+    pub network: Option<bool>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { memory_mib: 64, guest_port: None, args: Vec::new(), env: Vec::new() }
+        Settings {
+            memory_mib: 64,
+            guest_port: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            network: None,
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! One container: its root file system, its monitor process, and its state.
 
+use crate::pod_net;
 use anyhow::{Context, Result, bail};
 use containerd_shim::monitor::{Subscription, Topic, monitor_subscribe, wait_pid};
 use mayfly_protocol::standby::{self, MonitorLine};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -21,12 +22,14 @@ pub struct Stdio3 {
     pub stderr: String,
 }
 
-/// A monitor prepared in standby: `start` sends `go` through `go`.
+/// A monitor prepared in standby: `start` sends `go` through `go`. Or a pod holder (no `go`).
 pub struct Monitor {
     pub pid: u32,
     pub go: Option<ChildStdin>,
     /// The reaper's subscription for this pid, taken before it was spawned.
     pub exits: Option<Subscription>,
+    /// The pod's network namespace whose eth0 the guest took, if any.
+    pub netns: Option<PathBuf>,
 }
 
 /// The `mayfly` binary: beside this shim (as cargo and packages install them), else on PATH.
@@ -83,31 +86,56 @@ pub fn unmount_rootfs(target: &Path) -> Result<()> {
     }
 }
 
-/// Starts `mayfly run --standby` for the bundle and waits until its VM is prepared.
+/// Starts `mayfly run --standby` for the bundle and waits until its VM is prepared. When the
+/// spec names a network namespace (a pod's), the guest's NIC takes that namespace's eth0.
 pub fn prepare_monitor(bundle: &Path, stdio: &Stdio3) -> Result<Monitor> {
     let launch = mayfly_oci::read_bundle(bundle)?;
-    let mut cmd = Command::new(mayfly_binary());
-    cmd.arg("run").arg(&launch.unikernel).arg("--standby");
-    cmd.arg("--mem").arg(launch.memory_mib.to_string());
-    for (key, value) in &launch.env {
-        cmd.arg("--env").arg(format!("{key}={value}"));
-    }
-    cmd.arg("--").args(&launch.args);
+    // A pod's guest takes eth0 if it has a NIC; one without stays off the network.
+    let netns = launch.netns.clone().filter(|_| launch.network);
     let stdout = open_output(&stdio.stdout)?.map_or_else(Stdio::null, Stdio::from);
-    cmd.stdin(Stdio::piped()).stdout(stdout).stderr(Stdio::piped());
+    let spawn = move |net: Vec<String>| -> Result<Child> {
+        let mut cmd = Command::new(mayfly_binary());
+        cmd.arg("run").arg(&launch.unikernel).arg("--standby");
+        cmd.arg("--mem").arg(launch.memory_mib.to_string());
+        cmd.args(net);
+        for (key, value) in &launch.env {
+            cmd.arg("--env").arg(format!("{key}={value}"));
+        }
+        cmd.arg("--").args(&launch.args);
+        cmd.stdin(Stdio::piped()).stdout(stdout).stderr(Stdio::piped());
+        cmd.spawn().context("cannot start the monitor `mayfly run`")
+    };
     // Subscribed before the spawn: the reaper may see the exit before we look.
     let exits = monitor_subscribe(Topic::Pid).context("cannot watch for the monitor's exit")?;
-    let mut child = cmd.spawn().context("cannot start the monitor `mayfly run`")?;
+    let mut child = match &netns {
+        Some(netns) => pod_net::spawn_in_pod(netns, spawn)?,
+        None => spawn(Vec::new())?,
+    };
     let pid = child.id();
     let stderr = child.stderr.take().context("the monitor's stderr")?;
     let go = child.stdin.take();
-    let monitor = Monitor { pid, go, exits: Some(exits) };
+    let monitor = Monitor { pid, go, exits: Some(exits), netns };
     match wait_standby(stderr, open_output(&stdio.stderr)?) {
         Ok(()) => Ok(monitor),
         Err(error) => {
             kill(pid, libc::SIGKILL);
+            release(&monitor);
             Err(error)
         }
+    }
+}
+
+/// Starts the process that holds a pod's sandbox in the pod's namespace at `netns`.
+pub fn start_holder(netns: &Path, bundle: &Path) -> Result<Monitor> {
+    let exits = monitor_subscribe(Topic::Pid).context("cannot watch for the holder's exit")?;
+    let child = pod_net::spawn_holder(netns, bundle)?;
+    Ok(Monitor { pid: child.id(), go: None, exits: Some(exits), netns: None })
+}
+
+/// Gives back what the monitor held outside its process: the pod's eth0, if it took it.
+pub fn release(monitor: &Monitor) {
+    if let Some(netns) = &monitor.netns {
+        pod_net::release(netns);
     }
 }
 
@@ -151,9 +179,9 @@ fn wait_standby(stderr: ChildStderr, out: Option<File>) -> Result<()> {
     }
 }
 
-/// Sends `go`: the guest starts running.
+/// Sends `go`: the guest starts running (a pod holder runs already).
 pub fn go(monitor: &mut Monitor) -> Result<()> {
-    let mut stdin = monitor.go.take().context("the container was started already")?;
+    let Some(mut stdin) = monitor.go.take() else { return Ok(()) };
     stdin.write_all(standby::GO).context("the monitor is gone")?;
     Ok(())
 }

@@ -8,13 +8,17 @@
 //! reports its status: the guest's, or 128+N when a signal N ended it (137 after SIGKILL).
 //! A pod's sandbox ("pause") container, marked by CRI's `io.kubernetes.cri.container-type`
 //! annotation, gets no VM: the shim holds it until it is killed.
-//! Room: pod networking (a tap in the pod's namespace), exec, stats.
+//! Pod networking (`pod_net`): when the spec names a network namespace (CRI's pod), the guest's
+//! NIC is a tap there, redirected to and from eth0 with tc; the guest takes eth0's address.
+//! Room: exec, stats.
 
 #![deny(unsafe_code)]
 
 mod container;
+mod pod_net;
 mod service;
 
+pub use pod_net::{HOLD, hold};
 pub use service::Shim;
 
 /// containerd's name for this runtime (`ctr run --runtime io.containerd.mayfly.v2`).

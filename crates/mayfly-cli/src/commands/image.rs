@@ -40,6 +40,9 @@ pub fn execute(args: Args) -> Result<ExitCode> {
         guest_port: args.port,
         args: args.guest_args,
         env: args.env,
+        network: mayfly_monitor::Image::parse(&bytes)
+            .ok()
+            .map(|image| image.manifest.wants(mayfly_abi::manifest::Device::Net)),
     };
     let request = ImageRequest { unikernel: &bytes, settings: &settings, reference: &reference };
     // Written beside the output and renamed: a failed run leaves no half-written tar.

@@ -50,6 +50,10 @@ pub struct Args {
     /// The guest's default gateway on the tap network.
     #[arg(long, value_name = "ADDR")]
     gateway: Option<std::net::Ipv4Addr>,
+    /// The guest's MAC address on the tap network, e.g. 02:42:0a:58:00:05 (default: a random
+    /// locally administered one). A pod's guest takes eth0's (containerd-shim-mayfly-v2).
+    #[arg(long, value_name = "MAC", value_parser = parse_mac)]
+    mac: Option<[u8; 6]>,
     /// Prepare everything (image loaded, VM created, ports published), then wait for a line
     /// `go` on stdin before entering the guest; end of input exits without running it. Used by
     /// `mayfly serve` to keep VM shells ready ahead of demand.
@@ -133,6 +137,20 @@ fn parse_net(spec: &str) -> Result<TapSpec, String> {
     }
 }
 
+fn parse_mac(spec: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("{spec:?} is not a unicast MAC address, e.g. 02:42:0a:58:00:05");
+    let mut mac = [0u8; 6];
+    let mut parts = spec.split(':');
+    for byte in &mut mac {
+        let part = parts.next().filter(|p| p.len() == 2).ok_or_else(bad)?;
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() || mac[0] & 1 == 1 {
+        return Err(bad());
+    }
+    Ok(mac)
+}
+
 fn parse_cidr(spec: &str) -> Result<([u8; 4], u8), String> {
     let bad = || format!("{spec:?} is not an IPv4 address with a prefix, e.g. 10.0.0.2/24");
     let (addr, prefix) = spec.split_once('/').ok_or_else(bad)?;
@@ -156,10 +174,13 @@ fn net_config(args: &Args) -> Result<Option<NetConfig>> {
                 ip,
                 prefix_len,
                 gateway: args.gateway.map(|g| g.octets()),
+                mac: args.mac,
             }))
         }
-        None if args.ip.is_some() || args.gateway.is_some() => {
-            bail!("--ip and --gateway apply to --net tap; user-mode networking sets them itself")
+        None if args.ip.is_some() || args.gateway.is_some() || args.mac.is_some() => {
+            bail!(
+                "--ip, --gateway and --mac apply to --net tap; user-mode networking sets them itself"
+            )
         }
         None if args.publish.is_empty() && args.allow_host_port.is_empty() => Ok(None),
         None => Ok(Some(NetConfig::User {

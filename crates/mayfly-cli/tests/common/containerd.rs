@@ -42,11 +42,43 @@ pub fn shim_binary() -> PathBuf {
 pub struct Containerd {
     pub dir: PathBuf,
     child: Child,
+    /// containerd's namespace ctr works in: `default`, or CRI's `k8s.io`.
+    namespace: &'static str,
+}
+
+/// The CRI plugin's setup: containerd runs in network namespace `netns` (a path), where the
+/// CNI bridge network `cni_conf` (a conflist, in `<dir>/cni`; `{dir}` in it is replaced by
+/// containerd's directory) puts the pods; runtime handler
+/// `mayfly` is the Mayfly shim; `sandbox_image` is the pod sandbox's image (imported, never
+/// pulled).
+pub struct Cri<'a> {
+    pub netns: &'a Path,
+    pub cni_conf: &'a str,
+    pub sandbox_image: &'a str,
+    /// Where the CNI plugins are (`{dir}` replaced as in `cni_conf`); `/usr/lib/cni` if `None`.
+    pub cni_bin_dir: Option<&'a str>,
 }
 
 impl Containerd {
     /// Starts containerd and waits (at most 20 s) until `ctr version` reaches it.
+    #[allow(dead_code)] // tests/containerd.rs only
     pub fn start() -> Containerd {
+        Containerd::launch(None)
+    }
+
+    /// Starts containerd with its CRI plugin (see [`Cri`]); `ctr` then works in `k8s.io`.
+    #[allow(dead_code)] // tests/cri.rs only
+    pub fn start_cri(cri: &Cri<'_>) -> Containerd {
+        Containerd::launch(Some(cri))
+    }
+
+    /// CRI's gRPC socket (the kubelet's `--container-runtime-endpoint`).
+    #[allow(dead_code)] // tests/cri.rs only
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    fn launch(cri: Option<&Cri<'_>>) -> Containerd {
         require_program("containerd");
         require_program("ctr");
         crate::common::require_kvm();
@@ -56,19 +88,46 @@ impl Containerd {
         let dir = std::env::temp_dir().join(format!("mayfly-ctd-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let d = dir.display();
-        let config = format!(
+        let mut config = format!(
             "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
              [grpc]\n  address = \"{d}/containerd.sock\"\n\
              [ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
              [debug]\n  address = \"{d}/debug.sock\"\n"
         );
+        match cri {
+            None => config.insert_str(0, "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"),
+            Some(cri) => {
+                std::fs::create_dir_all(dir.join("cni")).unwrap();
+                let conf = cri.cni_conf.replace("{dir}", &d.to_string());
+                std::fs::write(dir.join("cni/10-mayfly.conflist"), conf).unwrap();
+                let cri_plugin = "plugins.\"io.containerd.grpc.v1.cri\"";
+                config.push_str(&format!(
+                    "[{cri_plugin}]\n  sandbox_image = \"{image}\"\n  stream_server_port = \"0\"\n\
+                     [{cri_plugin}.cni]\n  bin_dir = \"{bin_dir}\"\n  conf_dir = \"{d}/cni\"\n\
+                     [{cri_plugin}.containerd]\n  default_runtime_name = \"mayfly\"\n\
+                     [{cri_plugin}.containerd.runtimes.mayfly]\n  runtime_type = \"{RUNTIME}\"\n",
+                    image = cri.sandbox_image,
+                    bin_dir =
+                        cri.cni_bin_dir.unwrap_or("/usr/lib/cni").replace("{dir}", &d.to_string()),
+                ));
+            }
+        }
         std::fs::write(dir.join("config.toml"), config).unwrap();
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut paths = vec![shim_dir];
         paths.extend(std::env::split_paths(&path));
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
+        // Under CRI, containerd (and the CNI plugins it runs) live in the test's network
+        // namespace: the bridge and the pods' traffic never reach the host's.
+        let mut command = match cri {
+            None => Command::new("containerd"),
+            Some(cri) => {
+                let mut nsenter = Command::new("nsenter");
+                nsenter.arg(format!("--net={}", cri.netns.display())).arg("containerd");
+                nsenter
+            }
+        };
+        let child = command
             .arg("--config")
             .arg(dir.join("config.toml"))
             .env("PATH", std::env::join_paths(paths).unwrap())
@@ -76,7 +135,8 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("start containerd");
-        let mut containerd = Containerd { dir, child };
+        let namespace = if cri.is_some() { "k8s.io" } else { "default" };
+        let mut containerd = Containerd { dir, child, namespace };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if containerd.ctr(&["version"]).status.success() {
@@ -101,7 +161,8 @@ impl Containerd {
     /// `ctr` against this containerd.
     pub fn ctr_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("ctr");
-        cmd.arg("--address").arg(self.dir.join("containerd.sock")).args(args);
+        cmd.arg("--address").arg(self.dir.join("containerd.sock"));
+        cmd.args(["--namespace", self.namespace]).args(args);
         cmd
     }
 
@@ -120,10 +181,11 @@ impl Containerd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// The socket of the shim of container `id` (namespace `default`), where containerd-shim
-    /// puts it: /run/containerd/s/<sha256 of "<containerd address>/default/<id>">.
+    /// The socket of the shim of container `id`, where containerd-shim puts it:
+    /// /run/containerd/s/<sha256 of "<containerd address>/<namespace>/<id>">.
     pub fn shim_socket(&self, id: &str) -> PathBuf {
-        let key = format!("{}/default/{id}", self.dir.join("containerd.sock").display());
+        let socket = self.dir.join("containerd.sock");
+        let key = format!("{}/{}/{id}", socket.display(), self.namespace);
         let mut child = Command::new("sha256sum")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

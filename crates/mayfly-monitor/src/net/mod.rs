@@ -66,6 +66,9 @@ pub enum NetConfig {
         prefix_len: u8,
         /// The default gateway, if any.
         gateway: Option<[u8; 4]>,
+        /// The guest's MAC address; `None`: a random locally administered one. A pod's guest
+        /// takes its namespace's eth0 MAC, so frames redirected from eth0 are addressed to it.
+        mac: Option<[u8; 6]>,
     },
 }
 
@@ -136,12 +139,15 @@ impl Nic {
                     last_block_short: false,
                 })
             }
-            NetConfig::Tap { name, ip, prefix_len, gateway } => {
-                // A random, locally administered, unicast MAC.
-                let mut mac = [0x02, 0, 0, 0, 0, 0];
-                for (dst, src) in mac.iter_mut().skip(1).zip(entropy.iter().skip(20)) {
-                    *dst = *src;
-                }
+            NetConfig::Tap { name, ip, prefix_len, gateway, mac } => {
+                // Else a random, locally administered, unicast MAC.
+                let mac = mac.unwrap_or_else(|| {
+                    let mut mac = [0x02, 0, 0, 0, 0, 0];
+                    for (dst, src) in mac.iter_mut().skip(1).zip(entropy.iter().skip(20)) {
+                        *dst = *src;
+                    }
+                    mac
+                });
                 let guest = tap::Identity { mac, ipv4: *ip };
                 let tap =
                     tap::Tap::open(name.as_deref(), guest).map_err(|source| NetError::Tap {
