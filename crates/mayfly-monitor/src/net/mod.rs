@@ -99,8 +99,6 @@ pub struct Nic {
     fds: Vec<libc::pollfd>,
     /// The last [`Nic::block`] ended within [`SHORT_BLOCK`].
     last_block_short: bool,
-    /// How long the next busy-poll may spin.
-    spin: SpinWindow,
 }
 
 /// The monitor's ring counters (RX produced, TX consumed) and the RX frames pending.
@@ -110,40 +108,6 @@ pub type RingState = ((u32, u32), u32);
 const BUSY_POLL: Duration = Duration::from_micros(50);
 /// A block that ended within this long means traffic is flowing: the next one busy-polls first.
 const SHORT_BLOCK: Duration = Duration::from_micros(250);
-/// The shortest busy-poll window: below it, spinning is skipped (but the window still grows back
-/// after a block that would have been caught by a longer one).
-const MIN_SPIN: Duration = Duration::from_micros(3);
-
-/// The busy-poll window, adapted to how soon traffic actually comes back: halved after a spin
-/// that found nothing (the peer answers later than the window: the spin only took CPU from it,
-/// which on a host without a spare core is the client's or another guest's), doubled up to
-/// [`BUSY_POLL`] after a spin that found work or a sleep that ended within [`BUSY_POLL`] (a
-/// longer window would have caught it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpinWindow(Duration);
-
-impl Default for SpinWindow {
-    fn default() -> Self {
-        SpinWindow(BUSY_POLL)
-    }
-}
-
-impl SpinWindow {
-    /// How long to spin now (zero: sleep at once).
-    pub fn now(self) -> Duration {
-        if self.0 < MIN_SPIN { Duration::ZERO } else { self.0 }
-    }
-
-    /// After a block: whether its spin found work, and when the work came (from the block's
-    /// start), if it did before the block ended.
-    pub fn after(&mut self, spun: bool, hit: bool, waited: Duration) {
-        if hit && waited <= BUSY_POLL {
-            self.0 = (self.0 * 2).clamp(MIN_SPIN, BUSY_POLL);
-        } else if spun {
-            self.0 /= 2;
-        }
-    }
-}
 
 impl Nic {
     /// Opens the backend. The rings are placed later ([`Nic::attach`]), once memory exists.
@@ -170,7 +134,6 @@ impl Nic {
                     tap_name: None,
                     fds: Vec::new(),
                     last_block_short: false,
-                    spin: SpinWindow::default(),
                 })
             }
             NetConfig::Tap { name, ip, prefix_len, gateway } => {
@@ -202,7 +165,6 @@ impl Nic {
                     tap_name,
                     fds: Vec::new(),
                     last_block_short: false,
-                    spin: SpinWindow::default(),
                 })
             }
         }
@@ -278,10 +240,8 @@ impl Nic {
         };
         let start = Instant::now();
         let mut result = Ok(0);
-        let spin =
-            if self.last_block_short { self.spin.now().min(timeout) } else { Duration::ZERO };
-        if !spin.is_zero() {
-            let until = start + spin;
+        if self.last_block_short {
+            let until = start + BUSY_POLL.min(timeout);
             loop {
                 result = crate::sys::poll(fds, Duration::ZERO);
                 if !matches!(result, Ok(0)) || Instant::now() >= until {
@@ -294,12 +254,7 @@ impl Nic {
         if matches!(result, Ok(0)) && waited < timeout {
             result = crate::sys::poll(fds, timeout - waited);
         }
-        let elapsed = start.elapsed();
-        if self.last_block_short {
-            let hit = matches!(result, Ok(n) if n > 0);
-            self.spin.after(!spin.is_zero(), hit, elapsed);
-        }
-        self.last_block_short = elapsed <= SHORT_BLOCK;
+        self.last_block_short = start.elapsed() <= SHORT_BLOCK;
         if result.is_err() {
             // Nothing is known: report everything asked for as ready, so that no wake-up is
             // lost (the backend then finds out by trying).
@@ -308,47 +263,5 @@ impl Nic {
             }
         }
         self.backend.ready(fds);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_spin_window_shrinks_to_nothing_while_spins_find_nothing_and_grows_back() {
-        let mut spin = SpinWindow::default();
-        assert_eq!(spin.now(), BUSY_POLL);
-        // The peer answers 200 µs after each response: every spin is wasted.
-        for _ in 0..8 {
-            let spun = !spin.now().is_zero();
-            spin.after(spun, true, Duration::from_micros(200));
-        }
-        assert_eq!(spin.now(), Duration::ZERO, "still spinning after 8 empty windows");
-        // It stays off while the peer stays slow, even when the block was not a spin.
-        spin.after(false, true, Duration::from_micros(200));
-        assert_eq!(spin.now(), Duration::ZERO);
-        // The peer speeds up (answers within the longest window): spinning comes back, doubling.
-        let mut grown = Vec::new();
-        for _ in 0..6 {
-            let spun = !spin.now().is_zero();
-            spin.after(spun, true, Duration::from_micros(10));
-            grown.push(spin.now());
-        }
-        assert!(grown.first().is_some_and(|first| *first >= MIN_SPIN), "{grown:?}");
-        assert_eq!(grown.last(), Some(&BUSY_POLL));
-        assert!(grown.windows(2).all(|w| w[0] <= w[1]), "not growing: {grown:?}");
-    }
-
-    #[test]
-    fn a_spin_that_catches_work_keeps_the_whole_window() {
-        let mut spin = SpinWindow::default();
-        for _ in 0..100 {
-            spin.after(true, true, Duration::from_micros(20));
-        }
-        assert_eq!(spin.now(), BUSY_POLL);
-        // A timeout with nothing (an idle peer) after a spin halves it.
-        spin.after(true, false, Duration::from_millis(5));
-        assert_eq!(spin.now(), BUSY_POLL / 2);
     }
 }
