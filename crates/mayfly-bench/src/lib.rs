@@ -10,6 +10,7 @@
 
 pub mod boot;
 pub mod cli;
+mod cpu;
 pub mod http;
 mod report;
 pub mod serve;
