@@ -86,7 +86,7 @@ fn ctr_run_prints_the_console_and_returns_the_guest_status() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not a Mayfly image"), "{stderr}");
     assert_ne!(out.status.code(), Some(0));
-    assert_eq!(containerd.leftovers(&["hello-1", "hello-2", "hello-3"]), Vec::<String>::new());
+    containerd.assert_nothing_left(&["hello-1", "hello-2", "hello-3"]);
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn ctr_task_kill_stops_an_idle_guest_with_status_137() {
     assert!(tasks.lines().any(|l| l.starts_with("idle") && l.contains("RUNNING")), "{tasks}");
     containerd.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", "idle"]);
     assert_eq!(exit_code(&containerd, &mut ctr), Some(137), "ctr run after SIGKILL");
-    assert_eq!(containerd.leftovers(&["idle"]), Vec::<String>::new());
+    containerd.assert_nothing_left(&["idle"]);
 }
 
 #[test]
@@ -177,7 +177,7 @@ fn a_pod_sandbox_container_is_held_without_a_vm() {
     assert!(monitors.is_empty(), "a monitor runs for the sandbox: {monitors:?}");
     containerd.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", "pod"]);
     assert_eq!(exit_code(&containerd, &mut ctr), Some(137), "ctr run after SIGKILL");
-    assert_eq!(containerd.leftovers(&["pod"]), Vec::<String>::new());
+    containerd.assert_nothing_left(&["pod"]);
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn a_crashing_guest_reports_its_diagnosis_on_stderr_and_status_101() {
     assert!(stderr.contains("mayfly: guest panicked: probe panicked on purpose: 42"), "{stderr}");
     // The standby protocol's own lines stay between the shim and its monitor.
     assert!(!stderr.contains("mayfly: standby"), "{stderr}");
-    assert_eq!(containerd.leftovers(&["crash"]), Vec::<String>::new());
+    containerd.assert_nothing_left(&["crash"]);
 }
 
 #[test]
@@ -212,5 +212,5 @@ fn the_container_memory_limit_sizes_the_guest() {
     let stdout = String::from_utf8_lossy(&big.stdout);
     assert!(stdout.contains("alloc: 32 MiB allocated"), "{stdout}\n{big:?}");
     assert_eq!(big.status.code(), Some(0));
-    assert_eq!(containerd.leftovers(&["mem-image", "mem-limit"]), Vec::<String>::new());
+    containerd.assert_nothing_left(&["mem-image", "mem-limit"]);
 }

@@ -252,8 +252,7 @@ fn a_pod_serves_http_on_its_pod_ip_and_leaves_nothing_behind() {
     );
 
     node.remove_pod(&pod);
-    let left = node.containerd.leftovers(&[&pod, &web]);
-    assert_eq!(left, Vec::<String>::new());
+    node.containerd.assert_nothing_left(&[&pod, &web]);
     assert!(!Path::new(&pod_ns).exists(), "the pod's namespace {pod_ns} is left");
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains(&pod_ns), "the pod's namespace is still mounted");
@@ -283,7 +282,7 @@ fn a_crashing_container_reports_its_exit_code_and_reason() {
     let log = std::fs::read_to_string(&status.log_path).unwrap_or_default();
     assert!(log.contains("mayfly: guest panicked: probe panicked on purpose"), "log: {log}");
     node.remove_pod(&pod);
-    assert_eq!(node.containerd.leftovers(&[&pod, &id]), Vec::<String>::new());
+    node.containerd.assert_nothing_left(&[&pod, &id]);
 }
 
 #[test]
@@ -298,7 +297,7 @@ fn a_container_that_is_not_a_mayfly_image_is_refused_saying_why() {
     let status = node.container_status(&id);
     assert_ne!(status.state, api::ContainerState::ContainerRunning as i32, "{status:?}");
     node.remove_pod(&pod);
-    assert_eq!(node.containerd.leftovers(&[&pod, &id]), Vec::<String>::new());
+    node.containerd.assert_nothing_left(&[&pod, &id]);
 }
 
 /// Wrappers for the CNI plugins in `<containerd dir>/cni-bin` that log each call's duration

@@ -221,6 +221,21 @@ impl Containerd {
         left
     }
 
+    /// Fails the test unless nothing of `ids` is left within 10 s. containerd reaps a shim
+    /// asynchronously after `ctr run --rm` or a sandbox's removal returns, so what is left is
+    /// polled until it is gone (or the deadline says it never goes), never read once.
+    pub fn assert_nothing_left(&self, ids: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = self.leftovers(ids);
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "left behind after 10 s: {left:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// After a failed test: kills the shims and monitors left under our directory and
     /// unmounts what is still mounted there, so that one failure does not leak into the next.
     fn clean_up_after_failure(&self) {
