@@ -6,25 +6,7 @@ mod common;
 
 use common::*;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-/// Builds examples/axum-hello natively (release); returns the executable.
-fn native_axum() -> PathBuf {
-    let target_dir = repo().join("target/std-native");
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
-        .arg("--manifest-path")
-        .arg(repo().join("examples/axum-hello/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .output()
-        .expect("run cargo build");
-    assert!(out.status.success(), "native build failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    target_dir.join("x86_64-unknown-linux-gnu/release/axum-hello")
-}
 
 /// The native program, killed when dropped.
 struct Native(std::process::Child);
@@ -38,7 +20,7 @@ impl Drop for Native {
 
 /// Starts the native program on an ephemeral port and waits for its "listening" line.
 fn start_native(args: &[&str]) -> (Native, std::net::SocketAddr) {
-    let mut child = Command::new(native_axum())
+    let mut child = Command::new(native_binary("examples/axum-hello", "axum-hello"))
         .arg("0")
         .args(args)
         .stdout(Stdio::piped())

@@ -6,29 +6,11 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::process::Command;
-
-/// Builds tests/guests/std-files natively (release); returns the executable.
-fn native_files() -> PathBuf {
-    let target_dir = repo().join("target/std-native");
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
-        .arg("--manifest-path")
-        .arg(repo().join("tests/guests/std-files/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .output()
-        .expect("run cargo build");
-    assert!(out.status.success(), "native build failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    target_dir.join("x86_64-unknown-linux-gnu/release/std-files")
-}
 
 #[test]
 fn packed_files_read_like_the_crates_files_natively() {
-    let native: Run = Command::new(native_files())
+    let native: Run = Command::new(native_binary("tests/guests/std-files", "std-files"))
         .arg("read")
         .current_dir(repo().join("tests/guests/std-files"))
         .output()

@@ -5,30 +5,16 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::process::Command;
-
-/// Builds tests/guests/std-net-probe natively (release); returns the executable.
-fn native_probe() -> PathBuf {
-    let target_dir = repo().join("target/std-native");
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
-        .arg("--manifest-path")
-        .arg(repo().join("tests/guests/std-net-probe/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .output()
-        .expect("run cargo build");
-    assert!(out.status.success(), "native build failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    target_dir.join("x86_64-unknown-linux-gnu/release/std-net-probe")
-}
 
 /// Runs `mode` natively and as a unikernel; asserts both succeed with the same output, which
 /// contains `expected`.
 fn same_as_native(mode: &str, expected: &str) {
-    let native: Run = Command::new(native_probe()).arg(mode).output().expect("run natively").into();
+    let native: Run = Command::new(native_binary("tests/guests/std-net-probe", "std-net-probe"))
+        .arg(mode)
+        .output()
+        .expect("run natively")
+        .into();
     assert_eq!(native.status, Some(0), "native stderr: {}", native.stderr);
     assert!(native.stdout.contains(expected), "{}", native.stdout);
     require_kvm();

@@ -253,3 +253,29 @@ pub fn http_request(
     request.extend_from_slice(body);
     http_exchange(&mut stream, &request)
 }
+
+/// Builds the guest crate at `rel` natively for Linux (release; serialised within a test binary),
+/// for the differential tests of std programs; returns the executable `name`.
+pub fn native_binary(rel: &str, name: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let target_dir = repo().join("target/std-native");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
+        .arg("--manifest-path")
+        .arg(repo().join(rel).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "native build of {rel} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = target_dir.join("x86_64-unknown-linux-gnu/release").join(name);
+    assert!(path.is_file(), "{path:?} was not built");
+    path
+}
