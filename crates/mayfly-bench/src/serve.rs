@@ -50,12 +50,28 @@ fn summary(samples: &[f64]) -> Result<Summary> {
 
 /// `n` sequential keep-alive requests; latencies in ms.
 fn warm_latencies(addr: SocketAddr, host: &str, n: usize) -> Result<Vec<f64>> {
-    let mut stream = connect(addr)?;
+    warm_latencies_on(&mut connect(addr)?, host, n)
+}
+
+/// Like [`warm_latencies`], straight to an instance's published Unix socket (`unix:PATH`, as
+/// the admin API lists it: instances listen on no TCP port).
+fn instance_latencies(addr: &str, host: &str, n: usize) -> Result<Vec<f64>> {
+    let path = addr.strip_prefix("unix:").context("the instance's address is not a Unix socket")?;
+    let mut stream = std::os::unix::net::UnixStream::connect(path)
+        .with_context(|| format!("cannot connect to the instance at {path}"))?;
+    warm_latencies_on(&mut stream, host, n)
+}
+
+fn warm_latencies_on<S: std::io::Read + std::io::Write>(
+    stream: &mut S,
+    host: &str,
+    n: usize,
+) -> Result<Vec<f64>> {
     let request = get(host);
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        if exchange(&mut stream, &request)? != 200 {
+        if exchange(stream, &request)? != 200 {
             bail!("warm request to {host} failed");
         }
         out.push(ms(start.elapsed()));
@@ -153,12 +169,12 @@ impl ServeBench {
 
         eprintln!("warm requests: through the gateway and straight to the instance ...");
         let instances = admin_get(gw.admin, "/instances")?;
-        let direct: SocketAddr = instances
+        let direct: String = instances
             .as_array()
             .into_iter()
             .flatten()
             .find(|i| i["service"] == "warm" && i["state"] == "ready")
-            .and_then(|i| i["addr"].as_str()?.parse().ok())
+            .and_then(|i| Some(i["addr"].as_str()?.to_owned()))
             .context("no warm instance")?;
         warm_latencies(gw.gateway, "warm.bench", 100)?;
         let mut via_gateway = Vec::new();
@@ -169,7 +185,7 @@ impl ServeBench {
             if gateway_first {
                 via_gateway.extend(warm_latencies(gw.gateway, "warm.bench", self.requests / 4)?);
             }
-            straight.extend(warm_latencies(direct, "warm.bench", self.requests / 4)?);
+            straight.extend(instance_latencies(&direct, "warm.bench", self.requests / 4)?);
             if !gateway_first {
                 via_gateway.extend(warm_latencies(gw.gateway, "warm.bench", self.requests / 4)?);
             }

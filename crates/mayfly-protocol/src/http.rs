@@ -18,7 +18,7 @@ pub struct HttpReply {
 
 /// Sends `request` on `stream` and reads one response. An error if the connection closes first
 /// or the status line is malformed.
-pub fn exchange(stream: &mut TcpStream, request: &[u8]) -> std::io::Result<HttpReply> {
+pub fn exchange<S: Read + Write>(stream: &mut S, request: &[u8]) -> std::io::Result<HttpReply> {
     let closed = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed mid-response");
     stream.write_all(request)?;
     let mut head = Vec::with_capacity(256);

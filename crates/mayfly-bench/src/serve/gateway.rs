@@ -103,7 +103,10 @@ pub(super) fn start_gateway(mayfly: &Path, config_path: &Path, state: &Path) -> 
 }
 
 /// One HTTP/1.1 exchange on `stream`; returns the status.
-pub(super) fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<u16> {
+pub(super) fn exchange<S: std::io::Read + std::io::Write>(
+    stream: &mut S,
+    request: &[u8],
+) -> Result<u16> {
     Ok(mayfly_protocol::http::exchange(stream, request)?.status)
 }
 
